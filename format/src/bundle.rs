@@ -1,0 +1,522 @@
+//! Bundle schema: what the compiler writes and the runtime and server read.
+//!
+//! A bundle on disk is a directory:
+//!
+//! ```text
+//! bundle.json                 the manifest (this module's [`Bundle`]), canonical JSON
+//! bundle.sha256               hex sha256 of bundle.json bytes: the bundle hash
+//! assets/<sha256>.<ext>       every asset, named by the sha256 of its bytes
+//! ```
+//!
+//! Every asset's sha256 and size are listed in `bundle.json`, so the bundle hash
+//! covers every byte of the bundle. The single-file archive form (`.edetail`) is a
+//! tar of the same files in the same layout.
+//!
+//! The runtime never parses markdown: slides arrive as sanitized HTML plus
+//! structured component data.
+
+use serde::{Deserialize, Serialize};
+
+use crate::hash::sha256_hex;
+
+/// Version of the bundle schema written by this crate. Readers refuse other versions.
+pub const BUNDLE_SCHEMA_VERSION: u32 = 1;
+
+/// File name of the manifest inside a bundle directory or archive.
+pub const BUNDLE_MANIFEST_FILE: &str = "bundle.json";
+/// File name of the bundle hash (hex sha256 of `bundle.json`).
+pub const BUNDLE_HASH_FILE: &str = "bundle.sha256";
+/// Directory of content-addressed assets.
+pub const ASSETS_DIR: &str = "assets";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bundle {
+    pub schema_version: u32,
+    pub deck: DeckMeta,
+    pub approval: Approval,
+    /// True when built with `--preview`: the runtime shows a "PREVIEW" mark and
+    /// the server refuses to publish it.
+    #[serde(default)]
+    pub preview: bool,
+    pub tracking: Tracking,
+    pub theme: Theme,
+    /// The main flow, in order, grouped into sections.
+    pub flow: Vec<Section>,
+    /// Every slide: main-flow slides in flow order, then detail slides (reachable by links).
+    pub slides: Vec<Slide>,
+    /// References in citation-number order.
+    #[serde(default)]
+    pub references: Vec<Reference>,
+    /// Important safety information, reachable from every slide.
+    #[serde(default)]
+    pub isi: Option<Isi>,
+    /// Every asset file in the bundle.
+    #[serde(default)]
+    pub assets: Vec<AssetEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeckMeta {
+    pub id: String,
+    pub title: String,
+    /// Semantic version, e.g. `1.2.0`.
+    pub version: String,
+    /// BCP 47 locale, e.g. `ko-KR`, `en-US`.
+    pub locale: String,
+    #[serde(default)]
+    pub product: Option<String>,
+    #[serde(default)]
+    pub therapeutic_area: Option<String>,
+    /// Intended channels: `mr_led`, `remote`, `self_serve`.
+    #[serde(default)]
+    pub channels: Vec<String>,
+}
+
+/// MLR approval. Dates are ISO `YYYY-MM-DD`, inclusive, in UTC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub code: String,
+    pub valid_from: String,
+    pub valid_until: String,
+}
+
+impl Approval {
+    /// Whether `today` (ISO `YYYY-MM-DD`) falls inside the approval window.
+    /// ISO dates compare correctly as strings.
+    pub fn window_status(&self, today: &str) -> WindowStatus {
+        if today < self.valid_from.as_str() {
+            WindowStatus::NotYetValid
+        } else if today > self.valid_until.as_str() {
+            WindowStatus::Expired
+        } else {
+            WindowStatus::Valid
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowStatus {
+    NotYetValid,
+    Valid,
+    Expired,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tracking {
+    /// A slide view counts once the slide was visible this long (or on any interaction).
+    pub view_threshold_ms: u64,
+}
+
+impl Default for Tracking {
+    fn default() -> Self {
+        Self {
+            view_threshold_ms: 2000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Theme {
+    /// CSS colours (validated by the compiler: `#rgb`, `#rrggbb`).
+    pub primary: String,
+    pub accent: String,
+    pub background: String,
+    pub text: String,
+    /// CSS font-family list.
+    pub font_family: String,
+    /// Bundle-relative path of the logo asset, if any.
+    #[serde(default)]
+    pub logo: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Section {
+    pub id: String,
+    pub title: String,
+    pub slides: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Slide {
+    pub id: String,
+    pub title: String,
+    #[serde(default)]
+    pub key_message: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Layout name: `default`, `title`, `two-column`, `section`, `full-media`.
+    pub layout: String,
+    /// Must be shown in every call.
+    #[serde(default)]
+    pub mandatory: bool,
+    /// Who may see it: `hcp`, `mr`, ... (empty means everyone).
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// True for detail slides outside the main flow (reached by drill-down links).
+    #[serde(default)]
+    pub detail: bool,
+    /// Sanitized HTML of the slide body. Interactive components appear as
+    /// elements carrying `data-component="<component id>"`; build steps as
+    /// elements carrying `data-step="<n>"` (1-based).
+    pub html: String,
+    /// Number of build steps (0 when the slide has none).
+    #[serde(default)]
+    pub steps: u32,
+    /// Speaker notes for the MR, sanitized HTML.
+    #[serde(default)]
+    pub notes: Option<String>,
+    /// Interactive components, in document order.
+    #[serde(default)]
+    pub components: Vec<Component>,
+    /// Ids of references cited on this slide, in first-citation order.
+    #[serde(default)]
+    pub references: Vec<String>,
+    /// sha256 over the slide's content (see [`Slide::compute_content_hash`]).
+    pub content_hash: String,
+    /// Where the slide came from (deck-relative path and 1-based line), for diagnostics and analytics.
+    #[serde(default)]
+    pub source: Option<SourceRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceRef {
+    pub file: String,
+    pub line: u32,
+}
+
+/// The part of a slide that its content hash covers.
+#[derive(Serialize)]
+struct SlideContent<'a> {
+    id: &'a str,
+    title: &'a str,
+    key_message: &'a Option<String>,
+    layout: &'a str,
+    html: &'a str,
+    steps: u32,
+    notes: &'a Option<String>,
+    components: &'a [Component],
+    references: &'a [String],
+}
+
+impl Slide {
+    /// sha256 (hex) of the slide's presented content: id, title, key message, layout,
+    /// HTML, steps, notes, components and references. Tags, audience, `mandatory`
+    /// and source position are metadata and do not change the hash.
+    pub fn compute_content_hash(&self) -> String {
+        let content = SlideContent {
+            id: &self.id,
+            title: &self.title,
+            key_message: &self.key_message,
+            layout: &self.layout,
+            html: &self.html,
+            steps: self.steps,
+            notes: &self.notes,
+            components: &self.components,
+            references: &self.references,
+        };
+        // Serialising plain structs and vectors cannot fail.
+        let bytes = serde_json::to_vec(&content).unwrap_or_default();
+        sha256_hex(&bytes)
+    }
+}
+
+/// An interactive or tracked element inside a slide. Every component has an id that
+/// is stable across builds (author-given, or derived from slide id and position) and
+/// unique within the bundle; engagement events name it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Component {
+    /// A citation superscript `[^ref]`.
+    Citation {
+        id: String,
+        reference: String,
+        number: u32,
+    },
+    /// A link to another slide (main flow or detail/drill-down).
+    Link {
+        id: String,
+        target: String,
+        /// True when the target is a detail slide (drill-down).
+        drilldown: bool,
+    },
+    /// A button that opens a modal overlay.
+    Popup {
+        id: String,
+        label: String,
+        title: String,
+        html: String,
+    },
+    /// Tabs (or an accordion when `accordion` is true).
+    Tabs {
+        id: String,
+        #[serde(default)]
+        accordion: bool,
+        tabs: Vec<Tab>,
+    },
+    /// A chart rendered at build time to SVG (in the slide HTML) with a data table fallback.
+    Chart {
+        id: String,
+        kind: ChartKind,
+        title: String,
+        /// Series names.
+        series: Vec<String>,
+        /// Category labels (x axis) or row labels (forest plot).
+        categories: Vec<String>,
+    },
+    /// Quiz, poll or survey question.
+    Question {
+        id: String,
+        /// `quiz` has correct answers; `poll` shows aggregate-free thanks; `survey` collects.
+        purpose: QuestionPurpose,
+        kind: QuestionKind,
+        prompt: String,
+        #[serde(default)]
+        options: Vec<AnswerOption>,
+        /// Option ids that are correct (quizzes only).
+        #[serde(default)]
+        correct: Vec<String>,
+        /// Rating scale bounds (rating questions only).
+        #[serde(default)]
+        scale: Option<RatingScale>,
+        /// Feedback HTML shown after answering a quiz.
+        #[serde(default)]
+        explanation: Option<String>,
+    },
+    Image {
+        id: String,
+        /// Bundle-relative asset path.
+        src: String,
+        alt: String,
+        /// Tap to zoom.
+        #[serde(default)]
+        zoom: bool,
+    },
+    Video {
+        id: String,
+        src: String,
+        poster: String,
+        title: String,
+        #[serde(default)]
+        captions: Option<String>,
+    },
+}
+
+impl Component {
+    pub fn id(&self) -> &str {
+        match self {
+            Component::Citation { id, .. }
+            | Component::Link { id, .. }
+            | Component::Popup { id, .. }
+            | Component::Tabs { id, .. }
+            | Component::Chart { id, .. }
+            | Component::Question { id, .. }
+            | Component::Image { id, .. }
+            | Component::Video { id, .. } => id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tab {
+    pub id: String,
+    pub label: String,
+    pub html: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChartKind {
+    Bar,
+    Line,
+    Forest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuestionPurpose {
+    Quiz,
+    Poll,
+    Survey,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuestionKind {
+    Single,
+    Multiple,
+    Rating,
+    Text,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswerOption {
+    pub id: String,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RatingScale {
+    pub min: i32,
+    pub max: i32,
+    #[serde(default)]
+    pub min_label: Option<String>,
+    #[serde(default)]
+    pub max_label: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reference {
+    pub id: String,
+    /// 1-based citation number, in order of first citation across the flow.
+    pub number: u32,
+    pub citation: String,
+    #[serde(default)]
+    pub doi: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Isi {
+    pub title: String,
+    /// Sanitized HTML.
+    pub html: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssetEntry {
+    /// Bundle-relative path: `assets/<sha256>.<ext>`.
+    pub path: String,
+    /// Deck-relative path of the source file (for authors' diagnostics).
+    pub source: String,
+    pub sha256: String,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// Why a bundle cannot be presented or accepted.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum BundleError {
+    #[error("bundle is not valid JSON for schema version {BUNDLE_SCHEMA_VERSION}: {0}")]
+    Malformed(String),
+    #[error("unsupported bundle schema version {found} (this build reads version {BUNDLE_SCHEMA_VERSION})")]
+    UnsupportedSchema { found: u64 },
+    #[error("bundle hash mismatch: expected {expected}, computed {actual}")]
+    HashMismatch { expected: String, actual: String },
+    #[error("slide `{slide}` content hash does not match its content")]
+    SlideHashMismatch { slide: String },
+    #[error("asset `{path}` hash does not match its content")]
+    AssetHashMismatch { path: String },
+    #[error("invalid bundle: {0}")]
+    Invalid(String),
+}
+
+impl Bundle {
+    /// Parse `bundle.json` bytes: checks the schema version first so an old or future
+    /// bundle gets a clear "unsupported schema" rather than a field error.
+    pub fn from_json(bytes: &[u8]) -> Result<Bundle, BundleError> {
+        #[derive(Deserialize)]
+        struct Probe {
+            schema_version: Option<serde_json::Value>,
+        }
+        let probe: Probe =
+            serde_json::from_slice(bytes).map_err(|e| BundleError::Malformed(e.to_string()))?;
+        match probe.schema_version.as_ref().and_then(|v| v.as_u64()) {
+            Some(v) if v == u64::from(BUNDLE_SCHEMA_VERSION) => {}
+            Some(v) => return Err(BundleError::UnsupportedSchema { found: v }),
+            None => {
+                return Err(BundleError::Malformed(
+                    "missing or non-integer `schema_version`".into(),
+                ));
+            }
+        }
+        let bundle: Bundle =
+            serde_json::from_slice(bytes).map_err(|e| BundleError::Malformed(e.to_string()))?;
+        bundle.validate()?;
+        Ok(bundle)
+    }
+
+    /// Canonical bytes of `bundle.json` (compact JSON, struct field order).
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Structural checks a reader relies on: unique slide ids, flow entries and link
+    /// targets that exist, slide hashes that match their content.
+    pub fn validate(&self) -> Result<(), BundleError> {
+        let mut ids = std::collections::BTreeSet::new();
+        for s in &self.slides {
+            if !ids.insert(s.id.as_str()) {
+                return Err(BundleError::Invalid(format!("duplicate slide id `{}`", s.id)));
+            }
+        }
+        for sec in &self.flow {
+            for id in &sec.slides {
+                if !ids.contains(id.as_str()) {
+                    return Err(BundleError::Invalid(format!(
+                        "flow names unknown slide `{id}`"
+                    )));
+                }
+            }
+        }
+        if self.flow.iter().all(|s| s.slides.is_empty()) {
+            return Err(BundleError::Invalid("the main flow is empty".into()));
+        }
+        for s in &self.slides {
+            for c in &s.components {
+                if let Component::Link { target, .. } = c
+                    && !ids.contains(target.as_str())
+                {
+                    return Err(BundleError::Invalid(format!(
+                        "slide `{}` links to unknown slide `{target}`",
+                        s.id
+                    )));
+                }
+            }
+            if s.compute_content_hash() != s.content_hash {
+                return Err(BundleError::SlideHashMismatch {
+                    slide: s.id.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Slide ids of the main flow, in order.
+    pub fn flow_ids(&self) -> impl Iterator<Item = &str> {
+        self.flow
+            .iter()
+            .flat_map(|s| s.slides.iter().map(String::as_str))
+    }
+
+    pub fn slide(&self, id: &str) -> Option<&Slide> {
+        self.slides.iter().find(|s| s.id == id)
+    }
+
+    /// The asset entry for a bundle-relative path.
+    pub fn asset(&self, path: &str) -> Option<&AssetEntry> {
+        self.assets.iter().find(|a| a.path == path)
+    }
+}
+
+/// Verify `bundle.json` bytes against an expected bundle hash, then parse them.
+pub fn verify_and_parse(bytes: &[u8], expected_hash: &str) -> Result<Bundle, BundleError> {
+    let actual = sha256_hex(bytes);
+    if !actual.eq_ignore_ascii_case(expected_hash.trim()) {
+        return Err(BundleError::HashMismatch {
+            expected: expected_hash.trim().to_string(),
+            actual,
+        });
+    }
+    Bundle::from_json(bytes)
+}
+
+/// Check an asset's bytes against its entry.
+pub fn verify_asset(entry: &AssetEntry, bytes: &[u8]) -> Result<(), BundleError> {
+    if sha256_hex(bytes) != entry.sha256 || bytes.len() as u64 != entry.size {
+        return Err(BundleError::AssetHashMismatch {
+            path: entry.path.clone(),
+        });
+    }
+    Ok(())
+}

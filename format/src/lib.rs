@@ -1,0 +1,13 @@
+//! `edetail-format`: the only contract between the compiler (`authoring`), the
+//! runtime and the server. Everything here is versioned: bundles carry
+//! [`bundle::BUNDLE_SCHEMA_VERSION`], events [`event::EVENT_SCHEMA_VERSION`].
+//! Compiles for native and wasm32 alike.
+
+pub mod bundle;
+pub mod event;
+pub mod hash;
+pub mod ingest;
+
+pub use bundle::{BUNDLE_SCHEMA_VERSION, Bundle, BundleError, Component, Slide};
+pub use event::{Channel, EVENT_SCHEMA_VERSION, Event, EventError, EventKind, NavVia};
+pub use hash::sha256_hex;
