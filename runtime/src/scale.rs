@@ -1,0 +1,113 @@
+//! Canvas scaling: slides are laid out on a fixed logical canvas (design units) and
+//! scaled with a CSS transform to fit the stage (the viewport minus safe-area insets
+//! and the control bar), centred, never cropped.
+
+/// Landscape design canvas (iPad 4:3).
+pub const LANDSCAPE: (f64, f64) = (1024.0, 768.0);
+/// Portrait design canvas (iPad portrait).
+pub const PORTRAIT: (f64, f64) = (768.0, 1024.0);
+/// Narrow portrait canvas for phones: text stays readable.
+pub const PHONE: (f64, f64) = (540.0, 960.0);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fit {
+    pub canvas_w: f64,
+    pub canvas_h: f64,
+    pub scale: f64,
+    /// Offset of the scaled canvas inside the stage, px.
+    pub left: f64,
+    pub top: f64,
+}
+
+impl Fit {
+    /// The CSS class naming the canvas orientation (`landscape`, `portrait`, `phone`).
+    pub fn class(&self) -> &'static str {
+        if self.canvas_w > self.canvas_h {
+            "landscape"
+        } else if self.canvas_w < PORTRAIT.0 {
+            "phone"
+        } else {
+            "portrait"
+        }
+    }
+
+    /// Inline style for the canvas element.
+    pub fn style(&self) -> String {
+        format!(
+            "width:{}px;height:{}px;transform:translate({:.2}px,{:.2}px) scale({:.5})",
+            self.canvas_w, self.canvas_h, self.left, self.top, self.scale
+        )
+    }
+}
+
+/// Choose the canvas for a stage of `w` x `h` px and fit it.
+pub fn fit(w: f64, h: f64) -> Fit {
+    let w = if w.is_finite() && w > 1.0 { w } else { 1.0 };
+    let h = if h.is_finite() && h > 1.0 { h } else { 1.0 };
+    let (cw, ch) = if w >= h {
+        LANDSCAPE
+    } else if w < 600.0 {
+        PHONE
+    } else {
+        PORTRAIT
+    };
+    let scale = (w / cw).min(h / ch);
+    Fit {
+        canvas_w: cw,
+        canvas_h: ch,
+        scale,
+        left: (w - cw * scale) / 2.0,
+        top: (h - ch * scale) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-6
+    }
+
+    #[test]
+    fn ipad_landscape_fills_width() {
+        let f = fit(1024.0, 768.0);
+        assert_eq!((f.canvas_w, f.canvas_h), LANDSCAPE);
+        assert!(close(f.scale, 1.0));
+        assert!(close(f.left, 0.0) && close(f.top, 0.0));
+        assert_eq!(f.class(), "landscape");
+    }
+
+    #[test]
+    fn wider_stage_is_pillarboxed_and_centred() {
+        // 1180x820 iPad Air minus a 56 px control bar.
+        let f = fit(1180.0, 764.0);
+        assert!(close(f.scale, 764.0 / 768.0));
+        assert!(f.left > 0.0);
+        assert!(close(f.left * 2.0 + 1024.0 * f.scale, 1180.0));
+        assert!(close(f.top, 0.0));
+    }
+
+    #[test]
+    fn portrait_and_phone_canvases() {
+        let f = fit(810.0, 1024.0);
+        assert_eq!(f.class(), "portrait");
+        assert!(close(f.scale, 1.0));
+        let p = fit(390.0, 780.0);
+        assert_eq!(p.class(), "phone");
+        assert!(p.canvas_w * p.scale <= 390.0 + 1e-9);
+        assert!(p.canvas_h * p.scale <= 780.0 + 1e-9);
+    }
+
+    #[test]
+    fn never_crops_and_survives_garbage() {
+        for (w, h) in [(1366.0, 968.0), (320.0, 480.0), (2560.0, 1300.0), (700.0, 300.0)] {
+            let f = fit(w, h);
+            assert!(f.canvas_w * f.scale <= w + 1e-9 && f.canvas_h * f.scale <= h + 1e-9);
+            assert!(f.left >= -1e-9 && f.top >= -1e-9);
+        }
+        let g = fit(f64::NAN, 0.0);
+        assert!(g.scale.is_finite() && g.scale > 0.0);
+        assert!(fit(1024.0, 768.0).style().contains("scale(1.00000)"));
+    }
+}
