@@ -1,0 +1,266 @@
+//! Writing and reading bundles: the bundle directory and the single-file `.edetail`
+//! archive (a tar with deterministic headers), with hash verification on read.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Component as PathComponent, Path};
+
+use edetail_format::bundle::{
+    ASSETS_DIR, BUNDLE_HASH_FILE, BUNDLE_MANIFEST_FILE, Bundle, BundleError, verify_and_parse,
+    verify_asset,
+};
+use edetail_format::sha256_hex;
+
+/// Largest file accepted from an archive (guards memory on hostile input).
+pub const MAX_ENTRY_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
+/// A bundle read back from disk, every hash verified.
+#[derive(Debug)]
+pub struct LoadedBundle {
+    pub bundle: Bundle,
+    /// Hex sha256 of `bundle.json` (the bundle hash).
+    pub hash: String,
+    /// Asset bytes by bundle path (`assets/<sha256>.<ext>`).
+    pub assets: BTreeMap<String, Vec<u8>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("I/O error reading `{path}`: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bundle is missing `{0}`")]
+    Missing(String),
+    #[error("unsafe path in bundle: `{0}`")]
+    UnsafePath(String),
+    #[error("unexpected entry in bundle archive: `{0}`")]
+    Unexpected(String),
+    #[error("`{BUNDLE_HASH_FILE}` is not a hex sha256")]
+    BadHashFile,
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReadError + '_ {
+    move |source| ReadError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// The files of a bundle, by bundle-relative path, sorted: what both forms contain.
+pub fn bundle_files(
+    bundle: &Bundle,
+    assets: &BTreeMap<String, Vec<u8>>,
+) -> BTreeMap<String, Vec<u8>> {
+    let json = bundle.to_json();
+    let hash = sha256_hex(&json);
+    let mut files = BTreeMap::new();
+    for a in &bundle.assets {
+        if let Some(bytes) = assets.get(&a.path) {
+            files.insert(a.path.clone(), bytes.clone());
+        }
+    }
+    files.insert(BUNDLE_MANIFEST_FILE.to_string(), json);
+    files.insert(
+        BUNDLE_HASH_FILE.to_string(),
+        format!("{hash}\n").into_bytes(),
+    );
+    files
+}
+
+/// Write the bundle directory; returns the bundle hash. Stale files in `dir/assets`
+/// that the bundle does not list are removed.
+pub fn write_bundle_dir(
+    bundle: &Bundle,
+    assets: &BTreeMap<String, Vec<u8>>,
+    dir: &Path,
+) -> std::io::Result<String> {
+    let files = bundle_files(bundle, assets);
+    let assets_dir = dir.join(ASSETS_DIR);
+    std::fs::create_dir_all(&assets_dir)?;
+    for entry in std::fs::read_dir(&assets_dir)? {
+        let entry = entry?;
+        let name = format!("{ASSETS_DIR}/{}", entry.file_name().to_string_lossy());
+        if !files.contains_key(&name) && entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    for (path, bytes) in &files {
+        let target = dir.join(path);
+        // Content-addressed assets that already exist with the right bytes are kept.
+        if path.starts_with(ASSETS_DIR) && std::fs::read(&target).is_ok_and(|b| b == *bytes) {
+            continue;
+        }
+        std::fs::write(target, bytes)?;
+    }
+    Ok(sha256_hex(&bundle.to_json()))
+}
+
+/// Archive bytes: a tar of the bundle files, sorted by path, with fixed mtime 0,
+/// uid/gid 0, mode 0644 and empty owner names, so equal bundles give equal bytes.
+pub fn archive_bytes(
+    bundle: &Bundle,
+    assets: &BTreeMap<String, Vec<u8>>,
+) -> std::io::Result<Vec<u8>> {
+    let files = bundle_files(bundle, assets);
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.mode(tar::HeaderMode::Deterministic);
+    for (path, bytes) in &files {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(path)?;
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_username("")?;
+        h.set_groupname("")?;
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        builder.append(&h, bytes.as_slice())?;
+    }
+    builder.into_inner()
+}
+
+/// Write the single-file `.edetail` archive; returns the bundle hash.
+pub fn write_archive(
+    bundle: &Bundle,
+    assets: &BTreeMap<String, Vec<u8>>,
+    path: &Path,
+) -> std::io::Result<String> {
+    let bytes = archive_bytes(bundle, assets)?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, bytes)?;
+    Ok(sha256_hex(&bundle.to_json()))
+}
+
+/// Is `p` a safe bundle-relative path: relative, only normal components, `/`-separated.
+fn safe_rel(p: &str) -> bool {
+    !p.is_empty()
+        && !p.starts_with('/')
+        && !p.contains('\\')
+        && !p.contains('\0')
+        && Path::new(p)
+            .components()
+            .all(|c| matches!(c, PathComponent::Normal(_)))
+        && p.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
+}
+
+/// An asset path listed in `bundle.json` must be `assets/<file>`.
+fn asset_path_ok(p: &str) -> bool {
+    safe_rel(p)
+        && p.strip_prefix(ASSETS_DIR)
+            .and_then(|r| r.strip_prefix('/'))
+            .is_some_and(|name| !name.contains('/'))
+}
+
+fn verify(files: &mut BTreeMap<String, Vec<u8>>, strict: bool) -> Result<LoadedBundle, ReadError> {
+    let hash_bytes = files
+        .remove(BUNDLE_HASH_FILE)
+        .ok_or_else(|| ReadError::Missing(BUNDLE_HASH_FILE.into()))?;
+    let hash = std::str::from_utf8(&hash_bytes)
+        .map_err(|_| ReadError::BadHashFile)?
+        .trim()
+        .to_string();
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ReadError::BadHashFile);
+    }
+    let json = files
+        .remove(BUNDLE_MANIFEST_FILE)
+        .ok_or_else(|| ReadError::Missing(BUNDLE_MANIFEST_FILE.into()))?;
+    let bundle = verify_and_parse(&json, &hash)?;
+    let mut assets = BTreeMap::new();
+    for a in &bundle.assets {
+        if !asset_path_ok(&a.path) {
+            return Err(ReadError::UnsafePath(a.path.clone()));
+        }
+        let bytes = files
+            .remove(&a.path)
+            .ok_or_else(|| ReadError::Missing(a.path.clone()))?;
+        verify_asset(a, &bytes)?;
+        assets.insert(a.path.clone(), bytes);
+    }
+    if strict && let Some(extra) = files.keys().next() {
+        return Err(ReadError::Unexpected(extra.clone()));
+    }
+    Ok(LoadedBundle {
+        bundle,
+        hash: hash.to_ascii_lowercase(),
+        assets,
+    })
+}
+
+/// Read and verify a bundle: `path` is a bundle directory or a `.edetail` archive.
+/// Checks the bundle hash, every slide hash and every asset hash and size, and refuses
+/// archive entries that are not plain files at safe relative paths.
+pub fn read_bundle(path: &Path) -> Result<LoadedBundle, ReadError> {
+    if path.is_dir() {
+        let mut files = BTreeMap::new();
+        for name in [BUNDLE_HASH_FILE, BUNDLE_MANIFEST_FILE] {
+            let p = path.join(name);
+            if !p.is_file() {
+                return Err(ReadError::Missing(name.into()));
+            }
+            files.insert(name.to_string(), std::fs::read(&p).map_err(io_err(&p))?);
+        }
+        // Parse first so only listed, safe asset paths are opened.
+        let hash = String::from_utf8_lossy(&files[BUNDLE_HASH_FILE])
+            .trim()
+            .to_string();
+        let listed = verify_and_parse(&files[BUNDLE_MANIFEST_FILE], &hash)?;
+        for a in &listed.assets {
+            if !asset_path_ok(&a.path) {
+                return Err(ReadError::UnsafePath(a.path.clone()));
+            }
+            let p = path.join(&a.path);
+            if !p.is_file() {
+                return Err(ReadError::Missing(a.path.clone()));
+            }
+            files.insert(a.path.clone(), std::fs::read(&p).map_err(io_err(&p))?);
+        }
+        return verify(&mut files, false);
+    }
+    let file = std::fs::File::open(path).map_err(io_err(path))?;
+    read_archive(file)
+}
+
+/// Read and verify a `.edetail` archive from any reader.
+pub fn read_archive(reader: impl Read) -> Result<LoadedBundle, ReadError> {
+    let mut archive = tar::Archive::new(reader);
+    let mut files = BTreeMap::new();
+    let here = Path::new("<archive>");
+    for entry in archive.entries().map_err(io_err(here))? {
+        let mut entry = entry.map_err(io_err(here))?;
+        let raw_path = String::from_utf8_lossy(&entry.path_bytes()).to_string();
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            let trimmed = raw_path.trim_end_matches('/');
+            if trimmed == ASSETS_DIR {
+                continue;
+            }
+            return Err(ReadError::Unexpected(raw_path));
+        }
+        if !kind.is_file() {
+            return Err(ReadError::UnsafePath(raw_path));
+        }
+        if !safe_rel(&raw_path) {
+            return Err(ReadError::UnsafePath(raw_path));
+        }
+        let size = entry.header().size().map_err(io_err(here))?;
+        if size > MAX_ENTRY_BYTES {
+            return Err(ReadError::Unexpected(format!("{raw_path} ({size} bytes)")));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(size.min(1 << 20)).unwrap_or(0));
+        entry.read_to_end(&mut bytes).map_err(io_err(here))?;
+        if files.insert(raw_path.clone(), bytes).is_some() {
+            return Err(ReadError::Unexpected(format!("{raw_path} (twice)")));
+        }
+    }
+    verify(&mut files, true)
+}
