@@ -11,14 +11,31 @@ pub const BASE_MS: u64 = 1_000;
 /// Longest delay before jitter (5 minutes).
 pub const MAX_MS: u64 = 300_000;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backoff {
     attempt: u32,
+    base_ms: u64,
+    max_ms: u64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::with_limits(BASE_MS, MAX_MS)
+    }
 }
 
 impl Backoff {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A schedule with another first delay and ceiling (tests use short ones).
+    pub fn with_limits(base_ms: u64, max_ms: u64) -> Self {
+        Backoff {
+            attempt: 0,
+            base_ms: base_ms.max(1),
+            max_ms: max_ms.max(base_ms.max(1)),
+        }
     }
 
     /// Failures since the last success.
@@ -29,7 +46,7 @@ impl Backoff {
     /// The un-jittered ceiling for the next delay.
     pub fn ceiling_ms(&self) -> u64 {
         let factor = 1u64.checked_shl(self.attempt.min(32)).unwrap_or(u64::MAX);
-        BASE_MS.saturating_mul(factor).min(MAX_MS)
+        self.base_ms.saturating_mul(factor).min(self.max_ms)
     }
 
     /// Record a failure and return how long to wait before the next attempt.
@@ -121,6 +138,19 @@ mod tests {
         for _ in 0..10_000 {
             assert!(b.fail(0.9, None) < MAX_MS);
         }
+    }
+
+    #[test]
+    fn custom_limits() {
+        let mut b = Backoff::with_limits(10, 40);
+        let c: Vec<u64> = (0..4)
+            .map(|_| {
+                let c = b.ceiling_ms();
+                b.fail(0.0, None);
+                c
+            })
+            .collect();
+        assert_eq!(c, [10, 20, 40, 40]);
     }
 
     #[test]

@@ -14,3 +14,15 @@ pub mod timing;
 pub use session::SessionContext;
 pub use status::{StorageState, SyncStatus};
 pub use timing::{ClosedView, ViewTimer};
+
+#[cfg(target_arch = "wasm32")]
+pub mod outbox;
+#[cfg(target_arch = "wasm32")]
+mod tracker;
+#[cfg(target_arch = "wasm32")]
+mod web;
+
+#[cfg(target_arch = "wasm32")]
+pub use tracker::{
+    DEVICE_ID_KEY, SESSION_KEY, Subscription, Tracker, TrackerOptions, register_service_worker,
+};

@@ -23,6 +23,8 @@ pub struct SyncStatus {
     /// Last upload or storage error; `None` after a success.
     pub last_error: Option<String>,
     pub sending: bool,
+    /// `Date.now()` of the next scheduled retry after a failure.
+    pub retry_at_ms: Option<f64>,
     pub online: bool,
     pub storage: StorageState,
     /// `navigator.storage.persist()` answer; `None` while unknown or unsupported.
