@@ -1,0 +1,264 @@
+/* edetail service worker: the runtime shell and every opened bundle work offline.
+ *
+ * Plain JS, no build step. Served from the app root (dist/www/sw.js) next to
+ * precache.json, which `cargo xtask runtime` writes:
+ *   {"version": "<changes whenever a shell file changes>", "files": ["./", "index.html", ...]}
+ *
+ * Strategies
+ * - Shell (same-origin GETs that are not bundles and not /api/): served from the
+ *   current versioned shell cache (one consistent version of index.html + JS + wasm),
+ *   with the network as fallback for anything not cached (and cached then).
+ *   Stale-while-revalidate at the version level: after a page load the worker
+ *   re-reads precache.json; a new version is downloaded completely into a new cache,
+ *   then switched to atomically, old shell caches are deleted, and open pages get a
+ *   {type: "edetail-update-ready", version} message. The next load runs the new version.
+ * - Bundle assets (/assets/<64 hex>.<ext>, content-addressed, any origin): cache-first,
+ *   forever. Range requests (video) are answered from the cached file.
+ * - bundle.json / bundle.sha256: network-first (4 s timeout), cache fallback, so
+ *   a deck opened once starts offline and a republished one is picked up online.
+ * - Never touched: non-GET requests (event uploads), /api/ URLs, other cross-origin GETs.
+ */
+'use strict';
+
+const SHELL_PREFIX = 'edetail-shell-';
+const RUNTIME_SHELL = 'edetail-shell-runtime';
+const BUNDLE_CACHE = 'edetail-bundles-v1';
+const META_CACHE = 'edetail-meta';
+const META_KEY = '/__edetail/shell-version';
+const NETWORK_TIMEOUT_MS = 4000;
+const UPDATE_CHECK_EVERY_MS = 60 * 1000;
+
+const ASSET_RE = /\/assets\/[0-9a-f]{64}(\.[A-Za-z0-9]+)?$/;
+const BUNDLE_META_RE = /\/bundle\.(json|sha256)$/;
+
+let lastUpdateCheck = 0;
+let updating = null;
+
+function scopeUrl(path) {
+  return new URL(path, self.registration.scope).href;
+}
+
+async function currentVersion() {
+  const meta = await caches.open(META_CACHE);
+  const r = await meta.match(META_KEY);
+  return r ? r.text() : null;
+}
+
+async function setCurrentVersion(version) {
+  const meta = await caches.open(META_CACHE);
+  await meta.put(META_KEY, new Response(version, { headers: { 'Content-Type': 'text/plain' } }));
+}
+
+async function fetchManifest() {
+  const r = await fetch(scopeUrl('precache.json'), { cache: 'no-store' });
+  if (!r.ok) throw new Error('precache.json: HTTP ' + r.status);
+  const m = await r.json();
+  if (typeof m.version !== 'string' || !Array.isArray(m.files)) {
+    throw new Error('precache.json: expected {version, files}');
+  }
+  return m;
+}
+
+/* Download every shell file of `manifest` into its own cache, then switch to it. */
+async function installVersion(manifest) {
+  const name = SHELL_PREFIX + manifest.version;
+  const cache = await caches.open(name);
+  // `reload` bypasses the HTTP cache so a new version never mixes in old bytes.
+  await cache.addAll(manifest.files.map((f) => new Request(scopeUrl(f), { cache: 'reload' })));
+  await setCurrentVersion(manifest.version);
+  await deleteOldShells(name);
+  // Files cached on the fly belonged to the old version.
+  await caches.delete(RUNTIME_SHELL);
+  return manifest.version;
+}
+
+async function deleteOldShells(keep) {
+  const names = await caches.keys();
+  await Promise.all(
+    names
+      .filter((n) => n.startsWith(SHELL_PREFIX) && n !== keep && n !== RUNTIME_SHELL)
+      .map((n) => caches.delete(n)),
+  );
+}
+
+async function checkForUpdate() {
+  if (updating) return updating;
+  if (Date.now() - lastUpdateCheck < UPDATE_CHECK_EVERY_MS) return null;
+  lastUpdateCheck = Date.now();
+  updating = (async () => {
+    try {
+      const m = await fetchManifest();
+      if (m.version === (await currentVersion())) return null;
+      const v = await installVersion(m);
+      const clients = await self.clients.matchAll({ type: 'window' });
+      clients.forEach((c) => c.postMessage({ type: 'edetail-update-ready', version: v }));
+      return v;
+    } catch (e) {
+      return null; // offline or no manifest: keep what we have
+    } finally {
+      updating = null;
+    }
+  })();
+  return updating;
+}
+
+self.addEventListener('install', (event) => {
+  event.waitUntil(
+    (async () => {
+      try {
+        await installVersion(await fetchManifest());
+      } catch (e) {
+        // No precache.json (e.g. a dev build): fall back to caching what pages load.
+        console.warn('edetail sw: precache skipped:', e && e.message);
+      }
+      await self.skipWaiting();
+    })(),
+  );
+});
+
+self.addEventListener('activate', (event) => {
+  event.waitUntil(
+    (async () => {
+      const v = await currentVersion();
+      if (v) await deleteOldShells(SHELL_PREFIX + v);
+      // Caches of older worker generations with other names.
+      const names = await caches.keys();
+      await Promise.all(
+        names
+          .filter((n) => n.startsWith('edetail-bundles-') && n !== BUNDLE_CACHE)
+          .map((n) => caches.delete(n)),
+      );
+      await self.clients.claim();
+    })(),
+  );
+});
+
+function withTimeout(promise, ms) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('timeout')), ms);
+    promise.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}
+
+/* Content-addressed asset: cache-first, stored forever. */
+async function assetResponse(event) {
+  const req = event.request;
+  const cache = await caches.open(BUNDLE_CACHE);
+  const key = req.url;
+  const cached = await cache.match(key);
+  const range = req.headers.get('range');
+  if (cached) return range ? rangeResponse(cached, range) : cached;
+  if (range) {
+    // Media asks for ranges; fetch the whole file in the background for next time.
+    event.waitUntil(
+      fetch(key, { mode: 'cors', credentials: 'same-origin' })
+        .then((r) => (r.ok && r.status === 200 ? cache.put(key, r) : null))
+        .catch(() => null),
+    );
+    return fetch(req);
+  }
+  const r = await fetch(req);
+  if (r.ok && r.status === 200) event.waitUntil(cache.put(key, r.clone()));
+  return r;
+}
+
+/* Answer `bytes=a-b` from a cached full response. */
+async function rangeResponse(full, range) {
+  const m = /^bytes=(\d*)-(\d*)$/.exec(range.trim());
+  const blob = await full.blob();
+  const size = blob.size;
+  if (!m || (m[1] === '' && m[2] === '')) return full;
+  let start;
+  let end;
+  if (m[1] === '') {
+    start = Math.max(0, size - Number(m[2]));
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  }
+  if (start >= size || start > end) {
+    return new Response('', { status: 416, headers: { 'Content-Range': 'bytes */' + size } });
+  }
+  const headers = new Headers(full.headers);
+  headers.set('Content-Range', 'bytes ' + start + '-' + end + '/' + size);
+  headers.set('Content-Length', String(end - start + 1));
+  return new Response(blob.slice(start, end + 1), { status: 206, statusText: 'Partial Content', headers });
+}
+
+/* bundle.json / bundle.sha256: network-first with timeout, cache fallback. */
+async function bundleMetaResponse(event) {
+  const req = event.request;
+  const cache = await caches.open(BUNDLE_CACHE);
+  try {
+    const r = await withTimeout(fetch(req), NETWORK_TIMEOUT_MS);
+    if (r.ok && r.status === 200) {
+      event.waitUntil(cache.put(req.url, r.clone()));
+      return r;
+    }
+    const cached = await cache.match(req.url);
+    return cached || r;
+  } catch (e) {
+    const cached = await cache.match(req.url);
+    if (cached) return cached;
+    throw e;
+  }
+}
+
+/* Shell: the current version's cache first, network for the rest. */
+async function shellResponse(event) {
+  const req = event.request;
+  const isNav = req.mode === 'navigate';
+  event.waitUntil(checkForUpdate());
+  const v = await currentVersion();
+  if (v) {
+    const shell = await caches.open(SHELL_PREFIX + v);
+    const hit =
+      (await shell.match(req, { ignoreSearch: isNav })) ||
+      (isNav ? (await shell.match(scopeUrl('index.html'))) || (await shell.match(scopeUrl('./'))) : null);
+    if (hit) return hit;
+  }
+  const runtime = await caches.open(RUNTIME_SHELL);
+  try {
+    const r = await withTimeout(fetch(req), NETWORK_TIMEOUT_MS);
+    if (r.ok && r.status === 200 && r.type === 'basic') event.waitUntil(runtime.put(req, r.clone()));
+    return r;
+  } catch (e) {
+    const cached = await runtime.match(req, { ignoreSearch: isNav });
+    if (cached) return cached;
+    throw e;
+  }
+}
+
+self.addEventListener('fetch', (event) => {
+  const req = event.request;
+  if (req.method !== 'GET') return; // event uploads and anything else: network only
+  let url;
+  try {
+    url = new URL(req.url);
+  } catch (e) {
+    return;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return;
+  if (url.pathname.includes('/api/')) return; // never cache the API (ingest, catalog)
+  if (ASSET_RE.test(url.pathname)) {
+    event.respondWith(assetResponse(event));
+    return;
+  }
+  if (BUNDLE_META_RE.test(url.pathname)) {
+    event.respondWith(bundleMetaResponse(event));
+    return;
+  }
+  if (url.origin !== self.location.origin) return;
+  if (url.pathname.endsWith('/sw.js') || url.pathname.endsWith('/precache.json')) return;
+  event.respondWith(shellResponse(event));
+});
