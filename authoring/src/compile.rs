@@ -204,10 +204,17 @@ pub fn compile(deck_dir: &Path, opts: &CompileOptions) -> Result<Compiled, Compi
         }
     }
 
-    // Slides.
+    // Slides. When a source or a slide could not be read, checks that need every
+    // slide (unknown flow entries, unreachable slides, unused references) are skipped
+    // to avoid misleading follow-on diagnostics.
+    let mut incomplete = files.len() < m.sources.len();
     let mut raw = Vec::new();
     for (i, f) in files.iter().enumerate() {
+        let before = diags.len();
         raw.extend(slides::split(i, f, &mut diags));
+        incomplete |= diags[before..]
+            .iter()
+            .any(|d| matches!(d.code, "E0201" | "E0202" | "E0203"));
     }
     let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
     let mut unique = Vec::new();
@@ -241,6 +248,9 @@ pub fn compile(deck_dir: &Path, opts: &CompileOptions) -> Result<Compiled, Compi
         let mut ids = Vec::new();
         for sl in &sec.slides {
             if !by_id.contains_key(&sl.value) {
+                if incomplete {
+                    continue;
+                }
                 let close = by_id
                     .keys()
                     .find(|k| k.eq_ignore_ascii_case(&sl.value) || close_enough(k, &sl.value));
@@ -410,7 +420,7 @@ pub fn compile(deck_dir: &Path, opts: &CompileOptions) -> Result<Compiled, Compi
             }
         }
     }
-    for s in &unique {
+    for s in unique.iter().filter(|_| !incomplete) {
         if !reached.contains(s.id.as_str()) {
             diags.push(
                 Diagnostic::new("W0201", format!("detail slide `{}` is unreachable", s.id))
@@ -435,6 +445,7 @@ pub fn compile(deck_dir: &Path, opts: &CompileOptions) -> Result<Compiled, Compi
                 doi: r.doi.clone(),
                 url: r.url.clone(),
             }),
+            None if incomplete => {}
             None => diags.push(
                 Diagnostic::new(
                     "W0202",

@@ -162,8 +162,13 @@ pub fn parse(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<Manifest>
             let (start, end) = e.span().map_or((0, 0), |r| (r.start, r.end));
             let msg = e.message().trim().to_string();
             let hint = manifest_hint(&msg);
-            let mut d =
-                Diagnostic::new("E0101", format!("invalid deck.toml: {msg}")).at(file, start, end);
+            let full = match key_at(&file.text, start, true) {
+                Some(key) if !msg.contains("unknown field") => {
+                    format!("invalid deck.toml: `{key}`: {msg}")
+                }
+                _ => format!("invalid deck.toml: {msg}"),
+            };
+            let mut d = Diagnostic::new("E0101", full).at(file, start, end);
             if let Some(h) = hint {
                 d = d.with_hint(h);
             }
@@ -517,6 +522,37 @@ fn approval_date(
             None
         }
     }
+}
+
+/// The dotted key whose value is at `offset` (`deck.version`), from the source text:
+/// the key before `=` on that line, prefixed by the enclosing `[table]` when `tables`.
+pub fn key_at(text: &str, offset: usize, tables: bool) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[line_start..].find('\n').map_or(text.len(), |i| line_start + i);
+    let line = &text[line_start..line_end];
+    let eq = line.find('=')?;
+    if line_start + eq > offset {
+        return None;
+    }
+    let key = line[..eq].trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') || key.starts_with('#') {
+        return None;
+    }
+    let table = if tables {
+        text[..line_start]
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| l.starts_with('['))
+            .map(|l| l.trim_start_matches('[').trim_end_matches(']').trim().to_string())
+    } else {
+        None
+    };
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
 }
 
 fn short_label(msg: &str) -> String {

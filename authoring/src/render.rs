@@ -115,9 +115,9 @@ impl DeckCtx {
                         Diagnostic::new(
                             "W0401",
                             format!(
-                                "asset `{norm}` is {} KiB, over the {} KiB budget",
-                                size.div_ceil(1024),
-                                self.asset_budget / 1024
+                                "asset `{norm}` is {}, over the {} budget",
+                                human_size(size),
+                                human_size(self.asset_budget)
                             ),
                         )
                         .at(file, span.0, span.1)
@@ -154,6 +154,17 @@ impl DeckCtx {
     }
 }
 
+/// Sizes for messages: bytes below 10 KiB, then KiB, then MiB with one decimal.
+pub fn human_size(n: u64) -> String {
+    if n < 10 * 1024 {
+        format!("{n} bytes")
+    } else if n < 10 * 1024 * 1024 {
+        format!("{} KiB", n.div_ceil(1024))
+    } else {
+        format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
+    }
+}
+
 fn escapes(file: &SourceFile, path: &str, span: (usize, usize), what: &str) -> Diagnostic {
     Diagnostic::new("E0402", format!("{what} `{path}` is outside the deck folder"))
         .at(file, span.0, span.1)
@@ -166,6 +177,8 @@ fn escapes(file: &SourceFile, path: &str, span: (usize, usize), what: &str) -> D
 pub struct Attrs {
     pub id: Option<String>,
     pub kv: Vec<(String, String)>,
+    /// The attributes did not parse (already reported): skip further attribute checks.
+    pub broken: bool,
 }
 
 impl Attrs {
@@ -465,7 +478,10 @@ impl<'a> Renderer<'a> {
                             .with_label("cannot parse these attributes")
                             .with_hint("write attributes as {#id key=value key=\"quoted value\"}"),
                     );
-                    Attrs::default()
+                    Attrs {
+                        broken: true,
+                        ..Attrs::default()
+                    }
                 }
             };
             if n == 2 {
@@ -1075,6 +1091,7 @@ impl<'a> Renderer<'a> {
     ) -> Option<String> {
         match attrs.get(key) {
             Some(v) if !v.trim().is_empty() => Some(v.to_string()),
+            _ if attrs.broken => None,
             _ => {
                 let d = self
                     .at("E0309", format!("{what} needs a `{key}`"), open.0, open.1)

@@ -150,8 +150,12 @@ pub fn split(file_idx: usize, file: &SourceFile, diags: &mut Vec<Diagnostic>) ->
             Err(e) => {
                 let (s, en) = e.span().map_or((0, 0), |r| (r.start, r.end));
                 let msg = e.message().trim().to_string();
+                let full = match crate::manifest::key_at(&file.text, fm_start + s, false) {
+                    Some(key) if !msg.contains("unknown field") => format!("invalid front matter: `{key}`: {msg}"),
+                    _ => format!("invalid front matter: {msg}"),
+                };
                 diags.push(
-                    Diagnostic::new("E0202", format!("invalid front matter: {msg}"))
+                    Diagnostic::new("E0202", full)
                         .at(file, fm_start + s, fm_start + en)
                         .with_label(msg.lines().next().unwrap_or("here").to_string())
                         .with_hint("front matter is TOML: id, title, key_message, tags, layout, mandatory, audience"),
