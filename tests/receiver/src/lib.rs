@@ -1,0 +1,547 @@
+//! `edetail-test-receiver`: a small HTTP server for tests.
+//!
+//! - `POST /api/v1/events` implements the ingest contract of
+//!   [`edetail_format::ingest`]: optional bearer token, JSON only, optional gzip,
+//!   size/count limits, per-event results, de-duplication by event id (also across
+//!   restarts: ids already in the JSONL file count as stored). Each accepted event is
+//!   appended to the JSONL file as `{"received_at":…, "sent_at":…, "event":{…}}` and
+//!   synced to disk before the `200`.
+//! - `OPTIONS` answers CORS preflights; every answer allows any origin, so a page on
+//!   another port (wasm-bindgen-test-runner) can post too.
+//! - `GET /__receiver/events`: the stored events as a JSON array (events only).
+//! - `POST /__receiver/fail?count=N&status=503&retry_after=2`: answer the next N ingest
+//!   requests with that status (and `Retry-After`), storing nothing.
+//! - `GET /__receiver/health`: `ok`.
+//! - Any other `GET`/`HEAD`: a static file under the configured directory (with
+//!   `index.html` for directories and single `Range` support for media).
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use edetail_format::ingest::{
+    BatchError, BatchResponse, ErrorBody, EventResult, EventStatus, INGEST_PATH, MAX_BATCH_BYTES,
+    decode_batch,
+};
+use tiny_http::{Header, Method, Request, Response, Server, StatusCode};
+
+/// How the receiver runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to bind; port 0 picks a free one.
+    pub addr: SocketAddr,
+    /// Static files to serve (none: 404 for everything but the API).
+    pub dir: Option<PathBuf>,
+    /// JSONL file of accepted events (created if missing, appended to).
+    pub out: PathBuf,
+    /// Required bearer token; `None` accepts any or none.
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Faults {
+    remaining: u32,
+    status: u16,
+    retry_after: Option<u32>,
+}
+
+struct State {
+    cfg: Config,
+    seen: Mutex<HashSet<String>>,
+    out: Mutex<File>,
+    faults: Mutex<Faults>,
+}
+
+/// A running receiver; stops when [`Receiver::stop`] is called or it is dropped.
+pub struct Receiver {
+    addr: SocketAddr,
+    server: Arc<Server>,
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn header(name: &str, value: &str) -> Header {
+    // Only ASCII names/values are built here; an invalid one is a bug in this file.
+    Header::from_bytes(name.as_bytes(), value.as_bytes())
+        .unwrap_or_else(|_| Header::from_bytes(&b"X-Invalid"[..], &b"1"[..]).expect("static"))
+}
+
+fn cors(mut r: Response<io::Cursor<Vec<u8>>>) -> Response<io::Cursor<Vec<u8>>> {
+    r.add_header(header("Access-Control-Allow-Origin", "*"));
+    r.add_header(header("Access-Control-Expose-Headers", "Retry-After"));
+    r
+}
+
+fn json(status: u16, body: String) -> Response<io::Cursor<Vec<u8>>> {
+    cors(
+        Response::from_string(body)
+            .with_status_code(StatusCode(status))
+            .with_header(header("Content-Type", "application/json")),
+    )
+}
+
+fn error(status: u16, code: &str, message: String) -> Response<io::Cursor<Vec<u8>>> {
+    let body = ErrorBody {
+        error: code.into(),
+        message,
+    };
+    json(
+        status,
+        serde_json::to_string(&body).unwrap_or_else(|_| "{}".into()),
+    )
+}
+
+/// Ids of events already stored in `out` (one JSON object per line).
+fn load_ids(out: &Path) -> io::Result<HashSet<String>> {
+    let mut ids = HashSet::new();
+    match File::open(out) {
+        Ok(f) => {
+            for line in BufReader::new(f).lines() {
+                let line = line?;
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && let Some(id) = v.pointer("/event/id").and_then(|i| i.as_str())
+                {
+                    ids.insert(id.to_owned());
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    Ok(ids)
+}
+
+/// Every stored event (the `event` objects of the JSONL file), in arrival order.
+pub fn read_events(out: &Path) -> io::Result<Vec<serde_json::Value>> {
+    let f = match File::open(out) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut events = Vec::new();
+    for line in BufReader::new(f).lines() {
+        let line = line?;
+        if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&line)
+            && let Some(e) = v.get_mut("event")
+        {
+            events.push(e.take());
+        }
+    }
+    Ok(events)
+}
+
+impl Receiver {
+    /// Bind and start serving on background threads.
+    pub fn start(cfg: Config) -> io::Result<Receiver> {
+        let seen = load_ids(&cfg.out)?;
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&cfg.out)?;
+        let server = Server::http(cfg.addr).map_err(io::Error::other)?;
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| io::Error::other("not an IP listener"))?;
+        let server = Arc::new(server);
+        let state = Arc::new(State {
+            cfg,
+            seen: Mutex::new(seen),
+            out: Mutex::new(out),
+            faults: Mutex::new(Faults::default()),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = (0..4)
+            .map(|_| {
+                let (server, state, stop) = (server.clone(), state.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        match server.recv_timeout(Duration::from_millis(200)) {
+                            Ok(Some(req)) => handle(&state, req),
+                            Ok(None) => {}
+                            Err(_) => break,
+                        }
+                    }
+                })
+            })
+            .collect();
+        Ok(Receiver {
+            addr,
+            server,
+            stop,
+            workers,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stop serving and wait for the worker threads.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.server.unblock();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn handle(state: &State, mut req: Request) {
+    let url = req.url().to_owned();
+    let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
+    let path = path.to_owned();
+    let query = query.to_owned();
+    let resp = match (req.method(), path.as_str()) {
+        (Method::Options, _) => cors(
+            Response::from_string("")
+                .with_status_code(StatusCode(204))
+                .with_header(header("Access-Control-Allow-Methods", "GET, POST, OPTIONS"))
+                .with_header(header(
+                    "Access-Control-Allow-Headers",
+                    "Authorization, Content-Type, Content-Encoding",
+                ))
+                .with_header(header("Access-Control-Max-Age", "600")),
+        ),
+        (Method::Post, p) if p == INGEST_PATH => ingest(state, &mut req),
+        (Method::Post, "/__receiver/fail") => set_faults(state, &query),
+        (Method::Get, "/__receiver/events") => match read_events(&state.cfg.out) {
+            Ok(ev) => json(200, serde_json::Value::Array(ev).to_string()),
+            Err(e) => error(500, "unavailable", e.to_string()),
+        },
+        (Method::Get, "/__receiver/health") => cors(Response::from_string("ok")),
+        (Method::Get | Method::Head, _) => {
+            let _ = serve_file(state, req, &path);
+            return;
+        }
+        _ => error(
+            405,
+            "method_not_allowed",
+            format!("{} {path}", req.method()),
+        ),
+    };
+    let _ = req.respond(resp);
+}
+
+fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+fn set_faults(state: &State, query: &str) -> Response<io::Cursor<Vec<u8>>> {
+    let count = query_param(query, "count").and_then(|v| v.parse().ok());
+    let status = query_param(query, "status")
+        .map(|v| v.parse::<u16>().ok())
+        .unwrap_or(Some(503));
+    match (count, status) {
+        (Some(count), Some(status)) if (400..600).contains(&status) => {
+            let mut f = state.faults.lock().unwrap_or_else(|p| p.into_inner());
+            *f = Faults {
+                remaining: count,
+                status,
+                retry_after: query_param(query, "retry_after").and_then(|v| v.parse().ok()),
+            };
+            cors(Response::from_string("ok"))
+        }
+        _ => error(
+            400,
+            "malformed",
+            "use /__receiver/fail?count=N&status=4xx|5xx[&retry_after=S]".into(),
+        ),
+    }
+}
+
+fn header_value<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
+}
+
+fn ingest(state: &State, req: &mut Request) -> Response<io::Cursor<Vec<u8>>> {
+    if let Some(token) = &state.cfg.token {
+        let ok = header_value(req, "authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| t == token);
+        if !ok {
+            return error(401, "unauthorized", "missing or unknown token".into());
+        }
+    }
+    {
+        let mut f = state.faults.lock().unwrap_or_else(|p| p.into_inner());
+        if f.remaining > 0 {
+            f.remaining -= 1;
+            let code = if f.status == 429 {
+                "overloaded"
+            } else {
+                "unavailable"
+            };
+            let mut r = error(f.status, code, "injected failure".into());
+            if let Some(s) = f.retry_after {
+                r.add_header(header("Retry-After", &s.to_string()));
+            }
+            return r;
+        }
+    }
+    let ct = header_value(req, "content-type").unwrap_or("");
+    if !ct.to_ascii_lowercase().starts_with("application/json") {
+        return error(
+            415,
+            "unsupported_media_type",
+            format!("content type `{ct}` is not application/json"),
+        );
+    }
+    let gzip =
+        header_value(req, "content-encoding").is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let limit = MAX_BATCH_BYTES as u64 + 1;
+    let mut body = Vec::new();
+    let read = if gzip {
+        flate2::read::GzDecoder::new(req.as_reader())
+            .take(limit)
+            .read_to_end(&mut body)
+    } else {
+        req.as_reader().take(limit).read_to_end(&mut body)
+    };
+    if let Err(e) = read {
+        return error(400, "malformed", format!("could not read the body: {e}"));
+    }
+    let received_at = now_ms();
+    let batch = match decode_batch(&body) {
+        Ok(b) => b,
+        Err(e @ (BatchError::TooLarge(_) | BatchError::TooManyEvents(_))) => {
+            return error(413, "too_large", e.to_string());
+        }
+        Err(e @ BatchError::UnsupportedSchema(_)) => {
+            return error(422, "unsupported_schema", e.to_string());
+        }
+        Err(e @ BatchError::Malformed(_)) => return error(400, "malformed", e.to_string()),
+    };
+    let mut results = Vec::with_capacity(batch.events.len());
+    let mut seen = state.seen.lock().unwrap_or_else(|p| p.into_inner());
+    let mut lines = String::new();
+    let mut batch_ids = HashSet::new();
+    for (id, ev) in batch.events {
+        let (status, reason) = match ev {
+            Err(e) => (EventStatus::Rejected, Some(e.to_string())),
+            Ok(ev) if seen.contains(&ev.id) || !batch_ids.insert(ev.id.clone()) => {
+                (EventStatus::Duplicate, None)
+            }
+            Ok(ev) => {
+                let line = serde_json::json!({
+                    "received_at": received_at,
+                    "sent_at": batch.sent_at,
+                    "event": ev,
+                });
+                lines.push_str(&line.to_string());
+                lines.push('\n');
+                (EventStatus::Accepted, None)
+            }
+        };
+        results.push(EventResult { id, status, reason });
+    }
+    // Durable before the 200.
+    {
+        let mut out = state.out.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = out
+            .write_all(lines.as_bytes())
+            .and_then(|_| out.sync_data())
+        {
+            return error(503, "unavailable", format!("storage: {e}"));
+        }
+    }
+    seen.extend(batch_ids);
+    let resp = BatchResponse {
+        received_at,
+        results,
+    };
+    json(
+        200,
+        serde_json::to_string(&resp).unwrap_or_else(|_| "{}".into()),
+    )
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "wasm" => "application/wasm",
+        "css" => "text/css; charset=utf-8",
+        "json" => "application/json",
+        "webmanifest" => "application/manifest+json",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "webp" => "image/webp",
+        "gif" => "image/gif",
+        "svg" => "image/svg+xml",
+        "ico" => "image/x-icon",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        "vtt" => "text/vtt; charset=utf-8",
+        "woff2" => "font/woff2",
+        "txt" | "sha256" | "md" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Map a URL path to a file under `root`, refusing anything that escapes it.
+fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
+    let decoded = percent_decode(url_path)?;
+    let mut p = root.to_path_buf();
+    for c in Path::new(decoded.trim_start_matches('/')).components() {
+        match c {
+            Component::Normal(s) => p.push(s),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    if p.is_dir() {
+        p.push("index.html");
+    }
+    p.is_file().then_some(p)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Parse a single `bytes=a-b` range against `size`.
+fn parse_range(v: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = v.trim().strip_prefix("bytes=")?;
+    let (a, b) = spec.split_once('-')?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", "") => return None,
+        ("", n) => {
+            let n: u64 = n.parse().ok()?;
+            (size.saturating_sub(n), size.checked_sub(1)?)
+        }
+        (s, "") => (s.parse().ok()?, size.checked_sub(1)?),
+        (s, e) => (
+            s.parse().ok()?,
+            e.parse::<u64>().ok()?.min(size.checked_sub(1)?),
+        ),
+    };
+    (start <= end && end < size).then_some((start, end))
+}
+
+fn serve_file(state: &State, req: Request, url_path: &str) -> io::Result<()> {
+    let Some(root) = &state.cfg.dir else {
+        return req.respond(error(404, "not_found", url_path.into()));
+    };
+    let Some(path) = resolve(root, url_path) else {
+        return req.respond(error(404, "not_found", url_path.into()));
+    };
+    let mut file = File::open(&path)?;
+    let size = file.metadata()?.len();
+    let ct = content_type(&path);
+    let range = header_value(&req, "range").map(|r| parse_range(r, size));
+    let base = |r: Response<io::Cursor<Vec<u8>>>| {
+        cors(r)
+            .with_header(header("Content-Type", ct))
+            .with_header(header("Accept-Ranges", "bytes"))
+            .with_header(header("Cache-Control", "no-cache"))
+    };
+    match range {
+        Some(Some((start, end))) => {
+            file.seek(SeekFrom::Start(start))?;
+            let mut buf = vec![0; (end - start + 1) as usize];
+            file.read_exact(&mut buf)?;
+            let r = base(Response::from_data(buf))
+                .with_status_code(StatusCode(206))
+                .with_header(header(
+                    "Content-Range",
+                    &format!("bytes {start}-{end}/{size}"),
+                ));
+            req.respond(r)
+        }
+        Some(None) => req.respond(
+            base(Response::from_data(Vec::new()))
+                .with_status_code(StatusCode(416))
+                .with_header(header("Content-Range", &format!("bytes */{size}"))),
+        ),
+        None => {
+            let mut buf = Vec::with_capacity(size as usize);
+            file.read_to_end(&mut buf)?;
+            req.respond(base(Response::from_data(buf)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=0-1000", 100), Some((0, 99)));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=5-2", 100), None);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+        assert_eq!(parse_range("bytes=0-0", 0), None);
+    }
+
+    #[test]
+    fn paths_cannot_escape_the_root() {
+        let root = std::env::temp_dir().join(format!("recv-root-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("index.html"), "i").unwrap();
+        std::fs::write(root.join("sub/a b.txt"), "a").unwrap();
+        assert_eq!(resolve(&root, "/"), Some(root.join("index.html")));
+        assert_eq!(
+            resolve(&root, "/sub/a%20b.txt"),
+            Some(root.join("sub/a b.txt"))
+        );
+        assert_eq!(resolve(&root, "/../etc/passwd"), None);
+        assert_eq!(resolve(&root, "/sub/%2e%2e/%2e%2e/x"), None);
+        assert_eq!(resolve(&root, "/missing"), None);
+        assert_eq!(resolve(&root, "/%zz"), None);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

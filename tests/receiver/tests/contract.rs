@@ -1,0 +1,327 @@
+//! The receiver against the ingest contract, over real HTTP.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+
+use edetail_format::ingest::{BatchResponse, ErrorBody, EventStatus, INGEST_PATH};
+use edetail_test_receiver::{Config, Receiver, read_events};
+use serde_json::{Value, json};
+
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn json<T: serde::de::DeserializeOwned>(&self) -> T {
+        serde_json::from_slice(&self.body).expect("json body")
+    }
+}
+
+fn http(r: &Receiver, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(r.addr()).expect("connect");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Resp {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("edetail-recv-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn start(dir: &std::path::Path, token: Option<&str>) -> Receiver {
+    Receiver::start(Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        dir: Some(dir.join("www")),
+        out: dir.join("events.jsonl"),
+        token: token.map(Into::into),
+    })
+    .expect("start")
+}
+
+fn event(n: u32) -> Value {
+    json!({
+        "id": format!("0192f0c4-0000-7000-8000-{n:012}"), "schema_version": 1, "session_id": "s-1",
+        "seq": n, "client_time": 1_763_800_000_000i64 + i64::from(n), "deck_id": "zentara-launch",
+        "deck_version": "1.0.0", "bundle_hash": "ab12", "channel": "mr_led", "device_id": "ipad-7",
+        "type": "isi_open"
+    })
+}
+
+fn batch(events: Vec<Value>) -> Vec<u8> {
+    json!({"schema_version": 1, "device_id": "ipad-7", "sent_at": 1_763_800_000_500i64, "events": events})
+        .to_string()
+        .into_bytes()
+}
+
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+#[test]
+fn accepts_deduplicates_rejects_and_persists_across_restart() {
+    let d = tmp("ingest");
+    std::fs::create_dir_all(d.join("www")).unwrap();
+    let r = start(&d, None);
+    let mut bad = event(3);
+    bad["type"] = json!("reaction");
+    bad["value"] = json!(5);
+    let resp = http(
+        &r,
+        "POST",
+        INGEST_PATH,
+        &[JSON],
+        &batch(vec![event(1), event(2), event(1), bad]),
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("Access-Control-Allow-Origin"), Some("*"));
+    let b: BatchResponse = resp.json();
+    let st: Vec<EventStatus> = b.results.iter().map(|r| r.status).collect();
+    assert_eq!(
+        st,
+        [
+            EventStatus::Accepted,
+            EventStatus::Accepted,
+            EventStatus::Duplicate,
+            EventStatus::Rejected
+        ]
+    );
+    assert!(b.results[3].reason.as_deref().unwrap().contains("reaction"));
+    assert_eq!(read_events(&d.join("events.jsonl")).unwrap().len(), 2);
+    r.stop();
+
+    // A restarted receiver still knows the stored ids.
+    let r = start(&d, None);
+    let b: BatchResponse = http(
+        &r,
+        "POST",
+        INGEST_PATH,
+        &[JSON],
+        &batch(vec![event(2), event(4)]),
+    )
+    .json();
+    assert_eq!(b.results[0].status, EventStatus::Duplicate);
+    assert_eq!(b.results[1].status, EventStatus::Accepted);
+    let listed: Vec<Value> = http(&r, "GET", "/__receiver/events", &[], b"").json();
+    let seqs: Vec<u64> = listed.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [1, 2, 4]);
+    // Receive and send times are kept next to the event.
+    let raw = std::fs::read_to_string(d.join("events.jsonl")).unwrap();
+    let first: Value = serde_json::from_str(raw.lines().next().unwrap()).unwrap();
+    assert_eq!(first["sent_at"], 1_763_800_000_500i64);
+    assert!(first["received_at"].as_i64().unwrap() > 1_700_000_000_000);
+}
+
+#[test]
+fn gzip_bodies_are_read() {
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+    let d = tmp("gzip");
+    let r = start(&d, None);
+    let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+    enc.write_all(&batch(vec![event(1)])).unwrap();
+    let gz = enc.finish().unwrap();
+    let resp = http(
+        &r,
+        "POST",
+        INGEST_PATH,
+        &[JSON, ("Content-Encoding", "gzip")],
+        &gz,
+    );
+    assert_eq!(resp.status, 200);
+    let resp = http(
+        &r,
+        "POST",
+        INGEST_PATH,
+        &[JSON, ("Content-Encoding", "gzip")],
+        b"not gzip",
+    );
+    assert_eq!(resp.status, 400);
+}
+
+#[test]
+fn whole_batch_errors_use_the_contract_codes() {
+    let d = tmp("errors");
+    let r = start(&d, Some("tok"));
+    let auth = ("Authorization", "Bearer tok");
+    let ok = batch(vec![event(1)]);
+    assert_eq!(http(&r, "POST", INGEST_PATH, &[JSON], &ok).status, 401);
+    assert_eq!(
+        http(
+            &r,
+            "POST",
+            INGEST_PATH,
+            &[JSON, ("Authorization", "Bearer nope")],
+            &ok
+        )
+        .status,
+        401
+    );
+    assert_eq!(
+        http(
+            &r,
+            "POST",
+            INGEST_PATH,
+            &[("Content-Type", "text/plain"), auth],
+            &ok
+        )
+        .status,
+        415
+    );
+    let e: ErrorBody = http(&r, "POST", INGEST_PATH, &[JSON, auth], b"{nope").json();
+    assert_eq!(e.error, "malformed");
+    let v2 = json!({"schema_version": 2, "device_id": "d", "sent_at": 1, "events": []}).to_string();
+    assert_eq!(
+        http(&r, "POST", INGEST_PATH, &[JSON, auth], v2.as_bytes()).status,
+        422
+    );
+    let many = batch((0..501).map(event).collect());
+    assert_eq!(
+        http(&r, "POST", INGEST_PATH, &[JSON, auth], &many).status,
+        413
+    );
+    let huge = vec![b' '; 600 * 1024];
+    assert_eq!(
+        http(&r, "POST", INGEST_PATH, &[JSON, auth], &huge).status,
+        413
+    );
+    assert_eq!(
+        http(&r, "POST", INGEST_PATH, &[JSON, auth], &ok).status,
+        200
+    );
+}
+
+#[test]
+fn injected_failures_carry_retry_after_and_store_nothing() {
+    let d = tmp("faults");
+    let r = start(&d, None);
+    assert_eq!(
+        http(
+            &r,
+            "POST",
+            "/__receiver/fail?count=2&status=503&retry_after=3",
+            &[],
+            b""
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        http(&r, "POST", "/__receiver/fail?count=x", &[], b"").status,
+        400
+    );
+    assert_eq!(
+        http(
+            &r,
+            "POST",
+            "/__receiver/fail?count=2&status=503&retry_after=3",
+            &[],
+            b""
+        )
+        .status,
+        200
+    );
+    for _ in 0..2 {
+        let resp = http(&r, "POST", INGEST_PATH, &[JSON], &batch(vec![event(1)]));
+        assert_eq!(resp.status, 503);
+        assert_eq!(resp.header("Retry-After"), Some("3"));
+    }
+    assert!(read_events(&d.join("events.jsonl")).unwrap().is_empty());
+    assert_eq!(
+        http(&r, "POST", INGEST_PATH, &[JSON], &batch(vec![event(1)])).status,
+        200
+    );
+}
+
+#[test]
+fn cors_preflight_and_static_files() {
+    let d = tmp("static");
+    std::fs::create_dir_all(d.join("www/assets")).unwrap();
+    std::fs::write(d.join("www/index.html"), "<!doctype html>hi").unwrap();
+    std::fs::write(d.join("www/assets/app.wasm"), b"\0asm0123456789").unwrap();
+    let r = start(&d, None);
+    let pre = http(
+        &r,
+        "OPTIONS",
+        INGEST_PATH,
+        &[
+            ("Origin", "http://x"),
+            ("Access-Control-Request-Method", "POST"),
+        ],
+        b"",
+    );
+    assert_eq!(pre.status, 204);
+    assert!(
+        pre.header("Access-Control-Allow-Headers")
+            .unwrap()
+            .contains("Authorization")
+    );
+    let idx = http(&r, "GET", "/?deck=x", &[], b"");
+    assert_eq!(idx.status, 200);
+    assert_eq!(idx.body, b"<!doctype html>hi");
+    assert!(idx.header("Content-Type").unwrap().starts_with("text/html"));
+    let w = http(&r, "GET", "/assets/app.wasm", &[], b"");
+    assert_eq!(w.header("Content-Type"), Some("application/wasm"));
+    let part = http(
+        &r,
+        "GET",
+        "/assets/app.wasm",
+        &[("Range", "bytes=4-7")],
+        b"",
+    );
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, b"0123");
+    assert_eq!(part.header("Content-Range"), Some("bytes 4-7/14"));
+    assert_eq!(
+        http(
+            &r,
+            "GET",
+            "/assets/app.wasm",
+            &[("Range", "bytes=99-")],
+            b""
+        )
+        .status,
+        416
+    );
+    assert_eq!(http(&r, "GET", "/../Cargo.toml", &[], b"").status, 404);
+    assert_eq!(http(&r, "GET", "/nope.js", &[], b"").status, 404);
+    assert_eq!(http(&r, "DELETE", "/index.html", &[], b"").status, 405);
+}
