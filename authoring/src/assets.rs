@@ -92,6 +92,53 @@ pub fn media_type(ext: &str) -> &'static str {
     }
 }
 
+/// Where a deck's files come from: a folder on disk, or memory (tests, fuzzing,
+/// editors with unsaved buffers).
+#[derive(Debug, Clone)]
+pub enum DeckSource {
+    Dir {
+        root: PathBuf,
+        canonical_root: Option<PathBuf>,
+    },
+    /// Files by normalised deck-relative path (`slides/01.md`).
+    Memory(BTreeMap<String, Vec<u8>>),
+}
+
+/// Why a deck file could not be read.
+#[derive(Debug, PartialEq)]
+pub enum FileError {
+    NotFound,
+    Escapes,
+    Io(String),
+}
+
+impl DeckSource {
+    pub fn dir(root: &Path) -> Self {
+        DeckSource::Dir {
+            root: root.to_path_buf(),
+            canonical_root: root.canonicalize().ok(),
+        }
+    }
+
+    /// Read a file by normalised deck-relative path (see [`normalize`]).
+    pub fn read(&self, norm: &str) -> Result<Vec<u8>, FileError> {
+        match self {
+            DeckSource::Memory(files) => files.get(norm).cloned().ok_or(FileError::NotFound),
+            DeckSource::Dir {
+                root,
+                canonical_root,
+            } => {
+                let path = resolve_inside(root, canonical_root.as_deref(), norm)
+                    .map_err(|_| FileError::Escapes)?;
+                if !path.is_file() {
+                    return Err(FileError::NotFound);
+                }
+                std::fs::read(&path).map_err(|e| FileError::Io(e.to_string()))
+            }
+        }
+    }
+}
+
 pub enum Loaded {
     Ok { bundle_path: String, size: u64 },
     Missing,
@@ -101,8 +148,7 @@ pub enum Loaded {
 
 /// Every asset the deck uses, keyed by normalised deck-relative path.
 pub struct AssetStore {
-    root: PathBuf,
-    canonical_root: Option<PathBuf>,
+    source: std::sync::Arc<DeckSource>,
     by_source: BTreeMap<String, LoadedInner>,
     /// Bundle path -> (entry, bytes).
     pub files: BTreeMap<String, (AssetEntry, Vec<u8>)>,
@@ -117,10 +163,9 @@ enum LoadedInner {
 }
 
 impl AssetStore {
-    pub fn new(root: &Path) -> Self {
+    pub fn new(source: std::sync::Arc<DeckSource>) -> Self {
         AssetStore {
-            root: root.to_path_buf(),
-            canonical_root: root.canonicalize().ok(),
+            source,
             by_source: BTreeMap::new(),
             files: BTreeMap::new(),
         }
@@ -144,16 +189,11 @@ impl AssetStore {
     }
 
     fn read(&mut self, norm: &str) -> LoadedInner {
-        let path = match resolve_inside(&self.root, self.canonical_root.as_deref(), norm) {
-            Ok(p) => p,
-            Err(_) => return LoadedInner::Escapes,
-        };
-        if !path.is_file() {
-            return LoadedInner::Missing;
-        }
-        let bytes = match std::fs::read(&path) {
+        let bytes = match self.source.read(norm) {
             Ok(b) => b,
-            Err(e) => return LoadedInner::Unreadable(e.to_string()),
+            Err(FileError::NotFound) => return LoadedInner::Missing,
+            Err(FileError::Escapes) => return LoadedInner::Escapes,
+            Err(FileError::Io(e)) => return LoadedInner::Unreadable(e),
         };
         let sha = sha256_hex(&bytes);
         let ext = Path::new(norm)

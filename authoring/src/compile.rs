@@ -8,7 +8,7 @@ use edetail_format::bundle::{
     Tracking,
 };
 
-use crate::assets::{AssetStore, PathProblem, normalize, resolve_inside};
+use crate::assets::{AssetStore, DeckSource, FileError, PathProblem, normalize};
 use crate::diag::{Diagnostic, Severity, SourceFile};
 use crate::manifest;
 use crate::render::{DeckCtx, Mode, Renderer};
@@ -69,13 +69,11 @@ pub enum CompileError {
     NotADeck(PathBuf),
 }
 
-fn read_text(path: &Path) -> Result<String, (&'static str, String)> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            ("E0002", "file not found".to_string())
-        } else {
-            ("E0002", format!("cannot read file: {e}"))
-        }
+fn read_text(src: &DeckSource, norm: &str) -> Result<String, (&'static str, String)> {
+    let bytes = src.read(norm).map_err(|e| match e {
+        FileError::NotFound => ("E0002", "file not found".to_string()),
+        FileError::Escapes => ("E0402", "is outside the deck folder".to_string()),
+        FileError::Io(e) => ("E0002", format!("cannot read file: {e}")),
     })?;
     String::from_utf8(bytes).map_err(|e| {
         (
@@ -94,13 +92,28 @@ pub fn compile(deck_dir: &Path, opts: &CompileOptions) -> Result<Compiled, Compi
     if !deck_dir.is_dir() {
         return Err(CompileError::NotADeck(deck_dir.to_path_buf()));
     }
+    Ok(compile_source(DeckSource::dir(deck_dir), opts))
+}
+
+/// Compile a deck held in memory: `files` maps deck-relative paths (`deck.toml`,
+/// `slides/01.md`, `assets/x.svg`) to bytes. Never panics, whatever the bytes.
+pub fn compile_files(files: BTreeMap<String, Vec<u8>>, opts: &CompileOptions) -> Compiled {
+    let files = files
+        .into_iter()
+        .filter_map(|(k, v)| normalize(&k).ok().map(|k| (k, v)))
+        .collect();
+    compile_source(DeckSource::Memory(files), opts)
+}
+
+fn compile_source(source: DeckSource, opts: &CompileOptions) -> Compiled {
+    let source = std::sync::Arc::new(source);
     let mut diags = Vec::new();
     let fail = |diags: Vec<Diagnostic>| Compiled {
         bundle: None,
         assets: BTreeMap::new(),
         diagnostics: diags,
     };
-    let mtext = match read_text(&deck_dir.join("deck.toml")) {
+    let mtext = match read_text(&source, "deck.toml") {
         Ok(t) => t,
         Err((code, msg)) => {
             let code = if code == "E0002" { "E0001" } else { code };
@@ -109,12 +122,12 @@ pub fn compile(deck_dir: &Path, opts: &CompileOptions) -> Result<Compiled, Compi
                     .in_file("deck.toml")
                     .with_hint("a deck folder holds deck.toml (the manifest); `edetail new <dir>` scaffolds one"),
             );
-            return Ok(fail(diags));
+            return fail(diags);
         }
     };
     let mfile = SourceFile::new("deck.toml", mtext);
     let Some(m) = manifest::parse(&mfile, &mut diags) else {
-        return Ok(fail(diags));
+        return fail(diags);
     };
 
     // Approval window.
@@ -145,7 +158,6 @@ pub fn compile(deck_dir: &Path, opts: &CompileOptions) -> Result<Compiled, Compi
     }
 
     // Source files.
-    let canonical_root = deck_dir.canonicalize().ok();
     let mut files: Vec<SourceFile> = Vec::new();
     let mut seen_sources = BTreeSet::new();
     for src in &m.sources {
@@ -177,21 +189,7 @@ pub fn compile(deck_dir: &Path, opts: &CompileOptions) -> Result<Compiled, Compi
             );
             continue;
         }
-        let path = match resolve_inside(deck_dir, canonical_root.as_deref(), &norm) {
-            Ok(p) => p,
-            Err(_) => {
-                diags.push(
-                    Diagnostic::new(
-                        "E0402",
-                        format!("source `{}` is outside the deck folder", src.value),
-                    )
-                    .at(&mfile, src.start, src.end)
-                    .with_label("escapes the deck folder"),
-                );
-                continue;
-            }
-        };
-        match read_text(&path) {
+        match read_text(&source, &norm) {
             Ok(t) => files.push(SourceFile::new(norm, t)),
             Err((code, msg)) => diags.push(
                 Diagnostic::new(code, format!("source `{norm}`: {msg}"))
@@ -298,7 +296,7 @@ pub fn compile(deck_dir: &Path, opts: &CompileOptions) -> Result<Compiled, Compi
         "#7e22ce".to_string(),
     ];
     let mut ctx = DeckCtx::new(
-        AssetStore::new(deck_dir),
+        AssetStore::new(source.clone()),
         m.asset_budget,
         palette,
         m.locale.clone(),
@@ -364,12 +362,7 @@ pub fn compile(deck_dir: &Path, opts: &CompileOptions) -> Result<Compiled, Compi
     // ISI.
     let mut isi = None;
     if let Some(f) = &m.isi_file {
-        let resolved = normalize(&f.value).ok().and_then(|n| {
-            resolve_inside(deck_dir, canonical_root.as_deref(), &n)
-                .ok()
-                .map(|p| (n, p))
-        });
-        match resolved {
+        match normalize(&f.value).ok() {
             None => diags.push(
                 Diagnostic::new(
                     "E0402",
@@ -379,7 +372,7 @@ pub fn compile(deck_dir: &Path, opts: &CompileOptions) -> Result<Compiled, Compi
                 .with_label("escapes the deck folder")
                 .with_hint("keep isi.md inside the deck folder"),
             ),
-            Some((norm, path)) => match read_text(&path) {
+            Some(norm) => match read_text(&source, &norm) {
                 Ok(t) => {
                     let isi_file = SourceFile::new(norm, t);
                     let mut r = Renderer::new(&mut ctx, &isi_file, "isi", Mode::Plain);
@@ -462,7 +455,7 @@ pub fn compile(deck_dir: &Path, opts: &CompileOptions) -> Result<Compiled, Compi
     diags.append(&mut ctx.diags);
     let assets_map = std::mem::take(&mut ctx.assets.files);
     if diags.iter().any(Diagnostic::is_error) {
-        return Ok(fail(diags));
+        return fail(diags);
     }
 
     let bundle = Bundle {
@@ -505,13 +498,13 @@ pub fn compile(deck_dir: &Path, opts: &CompileOptions) -> Result<Compiled, Compi
             "E0000",
             format!("internal error: the compiled bundle is invalid: {e}"),
         ));
-        return Ok(fail(diags));
+        return fail(diags);
     }
-    Ok(Compiled {
+    Compiled {
         bundle: Some(bundle),
         assets: assets_map.into_iter().map(|(k, (_, b))| (k, b)).collect(),
         diagnostics: diags,
-    })
+    }
 }
 
 fn close_enough(a: &str, b: &str) -> bool {

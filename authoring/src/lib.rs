@@ -72,7 +72,7 @@ pub mod scaffold;
 mod slides;
 pub mod synth;
 
-pub use compile::{CompileError, CompileOptions, Compiled, compile};
+pub use compile::{CompileError, CompileOptions, Compiled, compile, compile_files};
 pub use diag::{Diagnostic, Severity, SourceFile, Span, render_human, render_json};
 pub use io::{
     LoadedBundle, ReadError, archive_bytes, bundle_files, read_archive, read_bundle, write_archive,

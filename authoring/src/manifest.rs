@@ -529,7 +529,9 @@ fn approval_date(
 pub fn key_at(text: &str, offset: usize, tables: bool) -> Option<String> {
     let offset = offset.min(text.len());
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[line_start..].find('\n').map_or(text.len(), |i| line_start + i);
+    let line_end = text[line_start..]
+        .find('\n')
+        .map_or(text.len(), |i| line_start + i);
     let line = &text[line_start..line_end];
     let eq = line.find('=')?;
     if line_start + eq > offset {
@@ -545,7 +547,12 @@ pub fn key_at(text: &str, offset: usize, tables: bool) -> Option<String> {
             .rev()
             .map(str::trim)
             .find(|l| l.starts_with('['))
-            .map(|l| l.trim_start_matches('[').trim_end_matches(']').trim().to_string())
+            .map(|l| {
+                l.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .trim()
+                    .to_string()
+            })
     } else {
         None
     };

@@ -151,7 +151,9 @@ pub fn split(file_idx: usize, file: &SourceFile, diags: &mut Vec<Diagnostic>) ->
                 let (s, en) = e.span().map_or((0, 0), |r| (r.start, r.end));
                 let msg = e.message().trim().to_string();
                 let full = match crate::manifest::key_at(&file.text, fm_start + s, false) {
-                    Some(key) if !msg.contains("unknown field") => format!("invalid front matter: `{key}`: {msg}"),
+                    Some(key) if !msg.contains("unknown field") => {
+                        format!("invalid front matter: `{key}`: {msg}")
+                    }
                     _ => format!("invalid front matter: {msg}"),
                 };
                 diags.push(

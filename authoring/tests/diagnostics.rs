@@ -30,11 +30,19 @@ fn every_fixture_reports_its_diagnostic() {
         .filter(|p| p.is_dir())
         .collect();
     dirs.sort();
-    assert!(dirs.len() >= 50, "expected a fixture per diagnostic, found {}", dirs.len());
+    assert!(
+        dirs.len() >= 50,
+        "expected a fixture per diagnostic, found {}",
+        dirs.len()
+    );
     let print = std::env::var_os("PRINT_DIAGNOSTICS").is_some();
     let mut failures = Vec::new();
     for dir in &dirs {
-        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
         let code = name.split('-').next().unwrap_or_default().to_string();
         let out = compile(dir, &CompileOptions::new(TODAY)).expect("fixture is a folder");
         let got: Vec<String> = out.diagnostics.iter().map(line).collect();
@@ -62,16 +70,28 @@ fn every_fixture_reports_its_diagnostic() {
             failures.push(format!("{name}: no {code} diagnostic"));
         }
         if out.diagnostics.iter().any(|d| d.is_error()) {
-            assert!(out.bundle.is_none(), "{name}: a deck with errors must not produce a bundle");
+            assert!(
+                out.bundle.is_none(),
+                "{name}: a deck with errors must not produce a bundle"
+            );
         }
         // Every positioned diagnostic carries its source line and a rendered snippet.
         for d in &out.diagnostics {
             if d.line > 0 {
-                assert!(d.source_line.is_some(), "{name}: {} has no source line", d.code);
+                assert!(
+                    d.source_line.is_some(),
+                    "{name}: {} has no source line",
+                    d.code
+                );
                 let r = d.render();
                 assert!(r.contains(d.code), "{name}: render lacks the code:\n{r}");
                 assert!(
-                    r.contains(&format!("{}:{}:{}", d.file.as_deref().unwrap_or(""), d.line, d.column)),
+                    r.contains(&format!(
+                        "{}:{}:{}",
+                        d.file.as_deref().unwrap_or(""),
+                        d.line,
+                        d.column
+                    )),
                     "{name}: render lacks file:line:col:\n{r}"
                 );
             }
@@ -90,7 +110,11 @@ fn preview_builds_an_expired_deck_and_marks_it() {
         preview: true,
     };
     let out = compile(&dir, &opts).expect("folder");
-    let d = out.diagnostics.iter().find(|d| d.code == "E0109").expect("still reported");
+    let d = out
+        .diagnostics
+        .iter()
+        .find(|d| d.code == "E0109")
+        .expect("still reported");
     assert_eq!(d.severity, Severity::Warning);
     let bundle = out.bundle.expect("preview builds anyway");
     assert!(bundle.preview);
@@ -125,11 +149,18 @@ fn json_rendering_has_stable_fields() {
     // "[deck]\n" (7) + "id = \"fx\"\n" (10) + "title = \"Fixture\"\n" (18) + "version = " (10)
     assert_eq!(d["span"]["start"], 45);
     assert_eq!(d["span"]["end"], 50);
-    assert!(d["hint"].as_str().is_some_and(|h| h.contains("MAJOR.MINOR.PATCH")));
+    assert!(
+        d["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("MAJOR.MINOR.PATCH"))
+    );
 }
 
 #[test]
 fn missing_deck_folder_is_an_error_not_a_diagnostic() {
-    let r = compile(Path::new("/definitely/not/a/deck"), &CompileOptions::new(TODAY));
+    let r = compile(
+        Path::new("/definitely/not/a/deck"),
+        &CompileOptions::new(TODAY),
+    );
     assert!(r.is_err());
 }
