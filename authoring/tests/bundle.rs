@@ -303,3 +303,15 @@ fn archive_reader_refuses_unsafe_and_unexpected_entries() {
     assert!(read_archive(&b"not a tar at all"[..]).is_err());
     assert!(read_archive(&[][..]).is_err());
 }
+
+#[test]
+fn synthetic_decks_compile_cleanly() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // 60 slides cover every rotation of components and several detail slides.
+    edetail_authoring::synth::write_deck(dir.path(), 60).expect("write");
+    let out = compile(dir.path(), &CompileOptions::new(TODAY)).expect("deck");
+    assert!(out.diagnostics.is_empty(), "{}", render_human(&out.diagnostics, false));
+    let bundle = out.bundle.expect("bundle");
+    assert_eq!(bundle.slides.len(), 60);
+    assert_eq!(bundle.slides.iter().filter(|s| s.detail).count(), 6);
+}
