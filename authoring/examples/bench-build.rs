@@ -31,8 +31,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         };
         slides = b.slides.len();
-        let w = edetail_authoring::write_bundle_dir(b, &c.assets, &out.join("dir"))
-            .and_then(|_| edetail_authoring::write_archive(b, &c.assets, &out.join("deck.edetail")));
+        let w =
+            edetail_authoring::write_bundle_dir(b, &c.assets, &out.join("dir")).and_then(|_| {
+                edetail_authoring::write_archive(b, &c.assets, &out.join("deck.edetail"))
+            });
         if let Err(e) = w {
             eprintln!("error: {e}");
             return std::process::ExitCode::from(2);

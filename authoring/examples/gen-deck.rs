@@ -2,7 +2,10 @@
 //! deck of N slides that uses every component (for benchmarks).
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (Some(n), Some(dir)) = (args.first().and_then(|n| n.parse::<usize>().ok()), args.get(1)) else {
+    let (Some(n), Some(dir)) = (
+        args.first().and_then(|n| n.parse::<usize>().ok()),
+        args.get(1),
+    ) else {
         eprintln!("usage: gen-deck <N> <dir>");
         return std::process::ExitCode::from(2);
     };

@@ -28,7 +28,11 @@ pub fn write_deck(dir: &Path, n: usize) -> std::io::Result<()> {
         "[deck]\nid = \"synthetic-{n}\"\ntitle = \"Synthetic deck of {n} slides\"\nversion = \"1.0.0\"\nlocale = \"en-US\"\nproduct = \"Zentara (zentaripine)\"\nchannels = [\"mr_led\", \"self_serve\"]\nsources = ["
     );
     for f in 0..files {
-        let _ = write!(deck, "{}\"slides/{f:04}.md\"", if f == 0 { "" } else { ", " });
+        let _ = write!(
+            deck,
+            "{}\"slides/{f:04}.md\"",
+            if f == 0 { "" } else { ", " }
+        );
     }
     deck.push_str("]\n\n[approval]\ncode = \"SYN-1\"\nvalid_from = 2026-01-01\nvalid_until = 2099-12-31\n\n[isi]\ntitle = \"Important safety information\"\nfile = \"isi.md\"\n\n[theme]\nprimary = \"#0b5cad\"\naccent = \"#f28c28\"\nlogo = \"assets/logo.svg\"\n\n");
     let refs = 20;
@@ -40,7 +44,10 @@ pub fn write_deck(dir: &Path, n: usize) -> std::io::Result<()> {
     }
     let main: Vec<usize> = (0..n).filter(|&i| !detail(i)).collect();
     for (k, chunk) in main.chunks(10).enumerate() {
-        let _ = write!(deck, "[[flow]]\nid = \"section-{k}\"\ntitle = \"Section {k}\"\nslides = [");
+        let _ = write!(
+            deck,
+            "[[flow]]\nid = \"section-{k}\"\ntitle = \"Section {k}\"\nslides = ["
+        );
         for (j, &i) in chunk.iter().enumerate() {
             let _ = write!(deck, "{}\"{}\"", if j == 0 { "" } else { ", " }, id(i));
         }

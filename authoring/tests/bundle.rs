@@ -310,8 +310,100 @@ fn synthetic_decks_compile_cleanly() {
     // 60 slides cover every rotation of components and several detail slides.
     edetail_authoring::synth::write_deck(dir.path(), 60).expect("write");
     let out = compile(dir.path(), &CompileOptions::new(TODAY)).expect("deck");
-    assert!(out.diagnostics.is_empty(), "{}", render_human(&out.diagnostics, false));
+    assert!(
+        out.diagnostics.is_empty(),
+        "{}",
+        render_human(&out.diagnostics, false)
+    );
     let bundle = out.bundle.expect("bundle");
     assert_eq!(bundle.slides.len(), 60);
     assert_eq!(bundle.slides.iter().filter(|s| s.detail).count(), 6);
+}
+
+/// The examples in docs/authoring.md work: the manifest example plus every markdown
+/// example (each made a slide) compile without errors.
+#[test]
+fn documentation_examples_compile() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/authoring.md"))
+            .expect("docs");
+    let mut blocks: Vec<(String, String)> = Vec::new();
+    let mut cur: Option<(String, String)> = None;
+    for line in doc.lines() {
+        match (&mut cur, line.strip_prefix("```")) {
+            (None, Some(lang)) => cur = Some((lang.trim().to_string(), String::new())),
+            (Some(_), Some("")) => blocks.extend(cur.take()),
+            (Some((_, body)), _) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+            _ => {}
+        }
+    }
+    let manifest = blocks
+        .iter()
+        .find(|(l, b)| l == "toml" && b.contains("[deck]"))
+        .map(|(_, b)| b.clone())
+        .expect("manifest example");
+    let mut slides = String::new();
+    let mut n = 0;
+    for (lang, body) in blocks.iter().filter(|(l, _)| l == "markdown") {
+        let _ = lang;
+        if !slides.is_empty() {
+            slides.push_str("\n---\n");
+        }
+        if body.starts_with("+++") {
+            slides.push_str(body);
+        } else {
+            n += 1;
+            slides.push_str(&format!(
+                "+++\nid = \"doc-{n}\"\ntitle = \"Doc {n}\"\n+++\n\n{body}"
+            ));
+        }
+    }
+    let stubs: String = ["title", "hba1c", "safety", "subgroup-age", "older-adults"]
+        .iter()
+        .map(|id| format!("+++\nid = \"{id}\"\ntitle = \"{id}\"\n+++\n\nStub.\n\n---\n"))
+        .collect();
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = dir.path();
+    std::fs::create_dir_all(p.join("slides")).expect("mkdir");
+    std::fs::create_dir_all(p.join("assets")).expect("mkdir");
+    std::fs::write(p.join("deck.toml"), manifest).expect("write");
+    std::fs::write(p.join("slides/01-intro.md"), slides).expect("write");
+    std::fs::write(
+        p.join("slides/02-efficacy.md"),
+        stubs.trim_end_matches("\n---\n"),
+    )
+    .expect("write");
+    std::fs::write(p.join("isi.md"), "Safety.\n").expect("write");
+    for a in [
+        "logo.svg",
+        "moa.svg",
+        "dosing.mp4",
+        "dosing-poster.jpg",
+        "dosing.vtt",
+    ] {
+        std::fs::write(p.join("assets").join(a), b"stub").expect("write");
+    }
+    let out = compile(p, &CompileOptions::new("2026-10-01")).expect("deck");
+    let errors: Vec<_> = out
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .cloned()
+        .collect();
+    assert!(errors.is_empty(), "{}", render_human(&errors, false));
+    // Doc examples are not in the flow, so only reachability warnings are expected.
+    for d in &out.diagnostics {
+        assert_eq!(d.code, "W0201", "{}", d.render());
+    }
+    assert!(n >= 10, "found only {n} markdown examples");
+    let bundle = out.bundle.expect("bundle");
+    let components: usize = bundle.slides.iter().map(|s| s.components.len()).sum();
+    assert!(
+        bundle.slides.len() > 15 && components > 25,
+        "{} slides, {components} components",
+        bundle.slides.len()
+    );
 }

@@ -164,3 +164,46 @@ fn missing_deck_folder_is_an_error_not_a_diagnostic() {
     );
     assert!(r.is_err());
 }
+
+/// Every code the compiler can emit is documented in docs/authoring.md and (except the
+/// internal E0000) has a fixture.
+#[test]
+fn every_code_is_documented_and_has_a_fixture() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut codes = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(root.join("src"))
+        .expect("src")
+        .filter_map(Result::ok)
+    {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        let b = text.as_bytes();
+        for i in 0..b.len().saturating_sub(6) {
+            if b[i] == b'"'
+                && (b[i + 1] == b'E' || b[i + 1] == b'W')
+                && b[i + 2..i + 6].iter().all(u8::is_ascii_digit)
+                && b[i + 6] == b'"'
+            {
+                codes.insert(text[i + 1..i + 6].to_string());
+            }
+        }
+    }
+    assert!(codes.len() > 40, "found {codes:?}");
+    let doc = std::fs::read_to_string(root.join("../docs/authoring.md")).expect("docs");
+    let fixtures: Vec<String> = std::fs::read_dir(root.join("tests/fixtures"))
+        .expect("fixtures")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    for code in &codes {
+        assert!(
+            doc.contains(&format!("| {code} |")),
+            "{code} is not in docs/authoring.md"
+        );
+        if code != "E0000" {
+            assert!(
+                fixtures.iter().any(|f| f.starts_with(&format!("{code}-"))),
+                "{code} has no fixture"
+            );
+        }
+    }
+}
