@@ -1,5 +1,291 @@
-//! Placeholder: the runtime build pipeline (owned by the runtime engineer).
+//! `cargo xtask runtime [--dev] [--no-opt]`: build the player and assemble `dist/www/`.
+//!
+//! 1. `cargo build -p edetail-runtime --target wasm32-unknown-unknown --profile release-wasm`
+//!    (`--dev`: the dev profile, no wasm-opt; for quick iterations).
+//! 2. `wasm-bindgen --target web --no-typescript` — the CLI must be exactly the version of
+//!    the `wasm-bindgen` crate in Cargo.lock (checked, with install instructions).
+//! 3. `wasm-opt -Oz` from the npm package `binaryen` (pinned [`BINARYEN_VERSION`]),
+//!    installed into `.tools/` on first use (Debian's wasm-opt is too old).
+//! 4. Copy the static shell from `www/` (index.html, style.css, manifest, icons, sw.js),
+//!    write `precache.json` for the service worker, and print gzipped sizes.
 
-pub fn run(_args: &[String]) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::workspace_root;
+
+/// binaryen release providing `wasm-opt`.
+pub const BINARYEN_VERSION: &str = "132.0.0";
+const CRATE: &str = "edetail_runtime";
+const TARGET: &str = "wasm32-unknown-unknown";
+
+pub fn run(args: &[String]) -> Result<()> {
+    let mut dev = false;
+    let mut opt = true;
+    for a in args {
+        match a.as_str() {
+            "--dev" => {
+                dev = true;
+                opt = false;
+            }
+            "--no-opt" => opt = false,
+            other => bail!("unknown option `{other}` (usage: cargo xtask runtime [--dev] [--no-opt])"),
+        }
+    }
+    let root = workspace_root();
+    let wb_version = check_wasm_bindgen(&root)?;
+    let profile = if dev { "dev" } else { "release-wasm" };
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let target_dir = if target_dir.is_relative() { root.join(target_dir) } else { target_dir };
+
+    eprintln!("==> cargo build ({profile}, {TARGET})");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "-p", "edetail-runtime", "--lib", "--target", TARGET, "--profile", profile])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build of the runtime failed");
+    }
+    let wasm_in = target_dir
+        .join(TARGET)
+        .join(if dev { "debug" } else { profile })
+        .join(format!("{CRATE}.wasm"));
+
+    let dist = root.join("dist").join("www");
+    if dist.exists() {
+        std::fs::remove_dir_all(&dist).with_context(|| format!("clearing {}", dist.display()))?;
+    }
+    std::fs::create_dir_all(&dist)?;
+    // dist/ is build output: keep it out of git without touching the shared .gitignore.
+    std::fs::write(root.join("dist").join(".gitignore"), "*\n")?;
+
+    eprintln!("==> wasm-bindgen {wb_version}");
+    let status = Command::new("wasm-bindgen")
+        .args(["--target", "web", "--no-typescript", "--out-dir"])
+        .arg(&dist)
+        .arg(&wasm_in)
+        .status()
+        .context("running wasm-bindgen")?;
+    if !status.success() {
+        bail!("wasm-bindgen failed");
+    }
+    let wasm_out = dist.join(format!("{CRATE}_bg.wasm"));
+    if opt {
+        let wasm_opt = ensure_wasm_opt(&root)?;
+        eprintln!("==> wasm-opt -Oz (binaryen {BINARYEN_VERSION})");
+        let status = Command::new(&wasm_opt)
+            .arg("-Oz")
+            .args([
+                "--enable-bulk-memory",
+                "--enable-sign-ext",
+                "--enable-nontrapping-float-to-int",
+                "--enable-mutable-globals",
+                "--enable-reference-types",
+                "--enable-multivalue",
+                "--strip-debug",
+                "--strip-producers",
+            ])
+            .arg(&wasm_out)
+            .arg("-o")
+            .arg(&wasm_out)
+            .status()
+            .context("running wasm-opt")?;
+        if !status.success() {
+            bail!("wasm-opt failed");
+        }
+    }
+
+    eprintln!("==> assembling {}", dist.display());
+    let www = root.join("www");
+    copy_tree(&www, &dist)?;
+    for required in ["index.html", "style.css", "manifest.webmanifest"] {
+        if !dist.join(required).exists() {
+            bail!("www/{required} is missing");
+        }
+    }
+    if !dist.join("sw.js").exists() {
+        eprintln!("warning: www/sw.js is missing: the app will not work offline");
+    }
+    let files = write_precache(&dist)?;
+    report_sizes(&dist, &files)?;
+    eprintln!("done: serve {} at /app/ (see docs/runtime.md)", dist.display());
+    Ok(())
+}
+
+/// The `wasm-bindgen` crate version Cargo.lock resolves, compared with the CLI's.
+fn check_wasm_bindgen(root: &Path) -> Result<String> {
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).context("reading Cargo.lock")?;
+    let locked = locked_version(&lock, "wasm-bindgen")
+        .context("Cargo.lock has no `wasm-bindgen` package: run `cargo check -p edetail-runtime --target wasm32-unknown-unknown` first")?;
+    let install = format!("install it with: cargo install wasm-bindgen-cli --version ={locked} --locked");
+    let out = Command::new("wasm-bindgen")
+        .arg("--version")
+        .output()
+        .with_context(|| format!("wasm-bindgen is not installed; {install}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let cli = text.split_whitespace().nth(1).unwrap_or_default().to_string();
+    if cli != locked {
+        bail!(
+            "wasm-bindgen CLI is {} but Cargo.lock has wasm-bindgen {locked}; {install}",
+            if cli.is_empty() { "unknown" } else { &cli }
+        );
+    }
+    Ok(cli)
+}
+
+/// `version` of the package `name` in a Cargo.lock text.
+pub fn locked_version(lock: &str, name: &str) -> Option<String> {
+    let want = format!("name = \"{name}\"");
+    let mut lines = lock.lines();
+    while let Some(l) = lines.next() {
+        if l.trim() == want {
+            let v = lines.next()?.trim();
+            return v
+                .strip_prefix("version = \"")
+                .and_then(|v| v.strip_suffix('"'))
+                .map(str::to_string);
+        }
+    }
+    None
+}
+
+fn ensure_wasm_opt(root: &Path) -> Result<PathBuf> {
+    let tools = root.join(".tools");
+    let bin = tools.join("node_modules").join("binaryen").join("bin").join("wasm-opt");
+    let installed = tools
+        .join("node_modules")
+        .join("binaryen")
+        .join("package.json");
+    let have = std::fs::read_to_string(&installed)
+        .ok()
+        .is_some_and(|p| p.contains(&format!("\"version\": \"{BINARYEN_VERSION}\"")));
+    if !(have && bin.exists()) {
+        eprintln!("==> npm install --prefix .tools binaryen@{BINARYEN_VERSION}");
+        std::fs::create_dir_all(&tools)?;
+        std::fs::write(tools.join(".gitignore"), "*\n")?;
+        let status = Command::new("npm")
+            .args(["install", "--no-save", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&tools)
+            .arg(format!("binaryen@{BINARYEN_VERSION}"))
+            .status()
+            .context("running npm (needed once to fetch binaryen's wasm-opt; install Node.js)")?;
+        if !status.success() || !bin.exists() {
+            bail!("could not install binaryen {BINARYEN_VERSION} with npm into .tools/");
+        }
+    }
+    Ok(bin)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let src = entry.path();
+        let dst = to.join(&name);
+        if entry.file_type()?.is_dir() {
+            std::fs::create_dir_all(&dst)?;
+            copy_tree(&src, &dst)?;
+        } else if !name.to_string_lossy().starts_with('.') {
+            std::fs::copy(&src, &dst).with_context(|| format!("copying {}", src.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Every shell file (relative, sorted), excluding the service worker and the list itself.
+fn shell_files(dist: &Path) -> Result<Vec<String>> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
+        for e in std::fs::read_dir(dir)? {
+            let p = e?.path();
+            if p.is_dir() {
+                walk(base, &p, out)?;
+            } else if let Ok(rel) = p.strip_prefix(base) {
+                out.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(dist, dist, &mut files)?;
+    files.retain(|f| f != "sw.js" && f != "precache.json" && !f.starts_with('.'));
+    files.sort();
+    Ok(files)
+}
+
+fn write_precache(dist: &Path) -> Result<Vec<String>> {
+    let files = shell_files(dist)?;
+    let mut all = Vec::new();
+    for f in &files {
+        all.extend(f.as_bytes());
+        all.extend(std::fs::read(dist.join(f))?);
+    }
+    let version = edetail_format::sha256_hex(&all);
+    let mut listed = vec!["./".to_string()];
+    listed.extend(files.iter().cloned());
+    let json = serde_json::json!({ "version": version, "files": listed });
+    std::fs::write(dist.join("precache.json"), serde_json::to_vec_pretty(&json)?)?;
+    Ok(files)
+}
+
+fn gzip_len(path: &Path) -> Result<u64> {
+    let out = Command::new("gzip")
+        .args(["-9", "-c"])
+        .arg(path)
+        .output()
+        .context("running gzip to measure transfer sizes")?;
+    Ok(out.stdout.len() as u64)
+}
+
+/// Print raw and gzipped sizes; the first-slide transfer is index.html + JS + wasm + CSS.
+fn report_sizes(dist: &Path, files: &[String]) -> Result<()> {
+    let first = [
+        "index.html".to_string(),
+        format!("{CRATE}.js"),
+        format!("{CRATE}_bg.wasm"),
+        "style.css".to_string(),
+    ];
+    eprintln!("{:<36} {:>10} {:>10}", "file", "bytes", "gzip -9");
+    let (mut raw_total, mut gz_total) = (0, 0);
+    for f in files {
+        let p = dist.join(f);
+        let raw = std::fs::metadata(&p)?.len();
+        let gz = gzip_len(&p)?;
+        let mark = if first.contains(f) {
+            raw_total += raw;
+            gz_total += gz;
+            "*"
+        } else {
+            ""
+        };
+        eprintln!("{:<36} {raw:>10} {gz:>10} {mark}", f);
+    }
+    eprintln!(
+        "first-slide shell transfer (*): {raw_total} bytes raw, {gz_total} bytes gzipped ({:.1} KiB; budget 250 KB)",
+        gz_total as f64 / 1024.0
+    );
+    if gz_total > 250_000 {
+        eprintln!("warning: over the 250 KB first-slide budget");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_locked_versions() {
+        let lock = "[[package]]\nname = \"wasm-bindgen\"\nversion = \"0.2.130\"\n\n[[package]]\nname = \"wasm-bindgen-futures\"\nversion = \"0.4.1\"\n";
+        assert_eq!(locked_version(lock, "wasm-bindgen").as_deref(), Some("0.2.130"));
+        assert_eq!(locked_version(lock, "wasm-bindgen-futures").as_deref(), Some("0.4.1"));
+        assert_eq!(locked_version(lock, "yew"), None);
+        assert_eq!(locked_version("name = \"x\"", "x"), None);
+    }
 }

@@ -1,0 +1,115 @@
+//! Small browser helpers (wasm32 only).
+
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{Element, HtmlElement};
+
+pub fn window() -> web_sys::Window {
+    web_sys::window().expect("no window")
+}
+
+pub fn document() -> web_sys::Document {
+    window().document().expect("no document")
+}
+
+pub fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+/// Today's UTC date, ISO `YYYY-MM-DD`, from the device clock.
+pub fn today() -> String {
+    crate::check::iso_date(now_ms())
+}
+
+pub fn local_get(key: &str) -> Option<String> {
+    window()
+        .local_storage()
+        .ok()
+        .flatten()
+        .and_then(|s| s.get_item(key).ok().flatten())
+}
+
+pub fn local_set(key: &str, value: &str) {
+    if let Some(s) = window().local_storage().ok().flatten() {
+        let _ = s.set_item(key, value);
+    }
+}
+
+fn js_msg(v: &JsValue) -> String {
+    v.as_string()
+        .or_else(|| {
+            js_sys::Reflect::get(v, &"message".into())
+                .ok()
+                .and_then(|m| m.as_string())
+        })
+        .unwrap_or_else(|| "network error".into())
+}
+
+/// GET `url` (with an optional bearer token); returns the body bytes of a 2xx response.
+pub async fn fetch_bytes(url: &str, token: Option<&str>) -> Result<Vec<u8>, String> {
+    let init = web_sys::RequestInit::new();
+    init.set_method("GET");
+    if let Some(t) = token {
+        let h = web_sys::Headers::new().map_err(|e| js_msg(&e))?;
+        h.set("Authorization", &format!("Bearer {t}"))
+            .map_err(|e| js_msg(&e))?;
+        init.set_headers(&h);
+    }
+    let resp = JsFuture::from(window().fetch_with_str_and_init(url, &init))
+        .await
+        .map_err(|e| format!("{url}: {}", js_msg(&e)))?;
+    let resp: web_sys::Response = resp.dyn_into().map_err(|_| "not a response".to_string())?;
+    if !resp.ok() {
+        return Err(format!("{url}: HTTP {}", resp.status()));
+    }
+    let buf = JsFuture::from(resp.array_buffer().map_err(|e| js_msg(&e))?)
+        .await
+        .map_err(|e| js_msg(&e))?;
+    Ok(js_sys::Uint8Array::new(&buf).to_vec())
+}
+
+pub async fn fetch_text(url: &str, token: Option<&str>) -> Result<String, String> {
+    let b = fetch_bytes(url, token).await?;
+    String::from_utf8(b).map_err(|_| format!("{url}: not UTF-8 text"))
+}
+
+/// The element itself or its closest ancestor matching `sel`.
+pub fn closest(target: Option<web_sys::EventTarget>, sel: &str) -> Option<Element> {
+    let el: Element = target?.dyn_into().ok()?;
+    el.closest(sel).ok().flatten()
+}
+
+pub fn focus(el: &Element) {
+    if let Some(h) = el.dyn_ref::<HtmlElement>() {
+        let _ = h.focus();
+    }
+}
+
+/// Focusable elements inside `root`, in document order.
+pub fn focusables(root: &Element) -> Vec<HtmlElement> {
+    let sel = "a[href],button:not([disabled]),input:not([disabled]),textarea:not([disabled]),select:not([disabled]),[tabindex]:not([tabindex='-1']),video[controls],summary";
+    let mut out = Vec::new();
+    if let Ok(list) = root.query_selector_all(sel) {
+        for i in 0..list.length() {
+            if let Some(h) = list.item(i).and_then(|n| n.dyn_into::<HtmlElement>().ok()) {
+                out.push(h);
+            }
+        }
+    }
+    out
+}
+
+/// Keep a CSS colour to `#hex` (the compiler validates; the runtime stays defensive).
+pub fn safe_color(c: &str, fallback: &'static str) -> String {
+    let ok = c.starts_with('#')
+        && (c.len() == 4 || c.len() == 7)
+        && c[1..].bytes().all(|b| b.is_ascii_hexdigit());
+    if ok { c.to_string() } else { fallback.to_string() }
+}
+
+/// A font-family list without characters that could end the declaration.
+pub fn safe_font(f: &str) -> String {
+    f.chars()
+        .filter(|c| !matches!(c, ';' | '{' | '}' | '<' | '>' | '\\'))
+        .collect()
+}

@@ -1,0 +1,104 @@
+//! Fetch and admit a bundle: from a bundle directory URL, or via the server's catalog
+//! for self-serve share links.
+
+use edetail_format::Bundle;
+use serde_json::Value;
+
+use super::dom;
+use crate::check::{Refusal, admit};
+use crate::options::Options;
+
+/// A bundle ready to present.
+pub struct Loaded {
+    pub bundle: Bundle,
+    /// Bundle base URL (ends with `/`).
+    pub base: String,
+    pub hash: String,
+    pub opts: Options,
+    /// Bearer token for ingest (device token or share token).
+    pub token: Option<String>,
+}
+
+impl PartialEq for Loaded {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.base == other.base
+    }
+}
+
+/// Pick a bundle from a catalog document. Accepts a top-level array or an object with
+/// `entries`/`decks`/`items`; each entry names `deck_id` (or `id`), `bundle_hash` (or
+/// `hash`) and optionally `url` (bundle base); without `url` the bundle is at
+/// `<server>/api/v1/bundles/<hash>/`.
+pub fn pick_from_catalog(doc: &Value, server: &str, deck: Option<&str>) -> Option<String> {
+    let list = doc.as_array().or_else(|| {
+        ["entries", "decks", "items", "catalog"]
+            .iter()
+            .find_map(|k| doc.get(*k).and_then(Value::as_array))
+    })?;
+    let deck_of = |e: &Value| {
+        e.get("deck_id")
+            .or_else(|| e.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let entry = match deck {
+        Some(d) => list.iter().find(|e| deck_of(e).as_deref() == Some(d))?,
+        None => list.first()?,
+    };
+    if let Some(u) = entry
+        .get("url")
+        .or_else(|| entry.get("bundle_url"))
+        .and_then(Value::as_str)
+    {
+        let u = u.trim_end_matches("bundle.json");
+        let abs = if u.starts_with("http") || u.starts_with('/') {
+            u.to_string()
+        } else {
+            format!("{server}/{u}")
+        };
+        return Some(if abs.ends_with('/') { abs } else { format!("{abs}/") });
+    }
+    let hash = entry
+        .get("bundle_hash")
+        .or_else(|| entry.get("hash"))
+        .and_then(Value::as_str)?;
+    if !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some(format!("{server}/api/v1/bundles/{hash}/"))
+}
+
+pub async fn load(opts: Options) -> Result<Loaded, Refusal> {
+    let server = opts.server.clone().unwrap_or_default();
+    let token = opts.share.clone().or_else(|| opts.token.clone());
+    let base = match (&opts.bundle, &opts.share) {
+        (Some(b), _) => b.clone(),
+        (None, Some(share)) => {
+            let url = format!("{server}/api/v1/catalog");
+            let text = dom::fetch_text(&url, Some(share))
+                .await
+                .map_err(Refusal::LoadFailed)?;
+            let doc: Value = serde_json::from_str(&text)
+                .map_err(|e| Refusal::LoadFailed(format!("catalog: {e}")))?;
+            pick_from_catalog(&doc, &server, opts.deck.as_deref())
+                .ok_or_else(|| Refusal::LoadFailed("the catalog lists no matching deck".into()))?
+        }
+        (None, None) => return Err(Refusal::NoBundle),
+    };
+    let auth = if opts.share.is_some() { token.as_deref() } else { None };
+    let hash = dom::fetch_text(&format!("{base}bundle.sha256"), auth)
+        .await
+        .map_err(Refusal::LoadFailed)?;
+    let hash = hash.trim().to_string();
+    let bytes = dom::fetch_bytes(&format!("{base}bundle.json"), auth)
+        .await
+        .map_err(Refusal::LoadFailed)?;
+    let bundle = admit(&bytes, &hash, &dom::today())?;
+    Ok(Loaded {
+        bundle,
+        base,
+        hash,
+        opts,
+        token,
+    })
+}
