@@ -42,6 +42,31 @@ fi
 test_args=()
 for t in "${tests[@]}"; do test_args+=(--test "$t"); done
 
+# The test receiver (tests/receiver) for tests that talk to a real server; its URL is
+# baked into those tests at build time (EDETAIL_TEST_RECEIVER).
+receiver_pid=""
+receiver_tmp=""
+cleanup() {
+  if [ -n "$receiver_pid" ]; then kill "$receiver_pid" 2>/dev/null || true; fi
+  if [ -n "$receiver_tmp" ]; then rm -rf "$receiver_tmp"; fi
+}
+trap cleanup EXIT
+cargo build -q -p edetail-test-receiver || die "could not build the test receiver"
+receiver_bin="${CARGO_TARGET_DIR:-target}/debug/edetail-test-receiver"
+[ -x "$receiver_bin" ] || die "test receiver binary not found at $receiver_bin"
+receiver_tmp=$(mktemp -d)
+"$receiver_bin" --port 0 --out "$receiver_tmp/events.jsonl" --token test-token \
+  >"$receiver_tmp/log" 2>&1 &
+receiver_pid=$!
+for _ in $(seq 1 100); do
+  grep -q '^listening on ' "$receiver_tmp/log" 2>/dev/null && break
+  sleep 0.1
+done
+EDETAIL_TEST_RECEIVER=$(sed -n 's/^listening on //p' "$receiver_tmp/log" | head -n1)
+[ -n "$EDETAIL_TEST_RECEIVER" ] || die "test receiver did not start: $(cat "$receiver_tmp/log")"
+export EDETAIL_TEST_RECEIVER
+echo "== test receiver at $EDETAIL_TEST_RECEIVER"
+
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 export WASM_BINDGEN_TEST_ONLY_WEB=1
 export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-120}"
