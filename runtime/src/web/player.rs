@@ -670,7 +670,7 @@ impl yew::Component for Player {
             phase: if mode == Mode::MrLed { Phase::StartCall } else { Phase::Presenting },
             overlay: None,
             tray: false,
-            inspector: mode == Mode::Preview,
+            inspector: mode == Mode::Preview && w >= 1200.0,
             tracker: None,
             subs: vec![],
             sync: SyncStatus::default(),
