@@ -12,7 +12,9 @@ pub fn run(args: &[String]) -> Result<()> {
     cmd("cargo", &["fmt", "--all", "--check"])?;
     cmd(
         "cargo",
-        &["clippy", "--workspace", "--exclude", "edetail-runtime", "--all-targets", "--", "-D", "warnings"],
+        &[
+            "clippy", "--workspace", "--exclude", "edetail-runtime", "--all-targets", "--", "-D", "warnings",
+        ],
     )?;
     cmd(
         "cargo",
@@ -25,7 +27,7 @@ pub fn run(args: &[String]) -> Result<()> {
     // PostgreSQL at 127.0.0.1:5432 (required when CI=true).
     cmd_env(
         "cargo",
-        &["test", "--workspace", "--exclude", "edetail-runtime"],
+        &["test", "--workspace", "--exclude", "edetail-runtime", "--exclude", "edetail-e2e"],
         &[("EDETAIL_TEST_PG", "postgres://postgres@127.0.0.1:5432/test")],
     )?;
     // Runtime logic that is plain Rust also runs natively.
@@ -35,5 +37,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     crate::runtime::run(&[])?;
     cmd("bash", &["runtime/run-wasm-tests.sh"])?;
+    // Browser end-to-end tests (Chromium and WebKit) against dist/www.
+    cmd("cargo", &["test", "-p", "edetail-e2e"])?;
     Ok(())
 }
