@@ -1,0 +1,298 @@
+//! Identity: admin and device tokens (stored as sha256 of their secret, compared in
+//! constant time, revocable), signed share links (HMAC-SHA256 with the server secret,
+//! expiring, scoped to one deck and one physician) and physician pseudonyms (keyed hash).
+//!
+//! Token format: `edt.<id>.<secret>`; the id is public (listing, revocation), the
+//! secret is 32 random bytes, base64url. Share token format: `shr.<payload>.<sig>`,
+//! payload = base64url of JSON `{"d":deck,"h":pseudonym,"e":expires_ms,"n":nonce}`,
+//! sig = base64url(HMAC-SHA256(secret, "edetail-share-v1." + payload)).
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::storage::{Store, StoreError, TokenKind, TokenRecord};
+use crate::util::{b64url, b64url_decode, hex, now_ms, random_bytes};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The server secret (32 bytes), created on first start and kept in the database.
+#[derive(Clone)]
+pub struct Keys {
+    secret: [u8; 32],
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(..)")
+    }
+}
+
+impl Keys {
+    pub fn from_hex(h: &str) -> Option<Keys> {
+        if h.len() != 64 {
+            return None;
+        }
+        let mut secret = [0u8; 32];
+        for (i, b) in secret.iter_mut().enumerate() {
+            *b = u8::from_str_radix(h.get(i * 2..i * 2 + 2)?, 16).ok()?;
+        }
+        Some(Keys { secret })
+    }
+
+    /// Load the server secret from the store, creating it on first start.
+    pub async fn load(store: &dyn Store) -> Result<Keys, StoreError> {
+        let fresh = hex(&random_bytes::<32>());
+        let h = store.meta_get_or_init("server_secret", fresh).await?;
+        Keys::from_hex(&h).ok_or_else(|| StoreError::Db("corrupt server secret".into()))
+    }
+
+    fn mac(&self, domain: &str, msg: &[u8]) -> HmacSha256 {
+        // HMAC accepts keys of any length.
+        let mut m = HmacSha256::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        m.update(domain.as_bytes());
+        m.update(msg);
+        m
+    }
+
+    /// The pseudonym stored for a physician id: `p` + 32 hex digits of
+    /// HMAC-SHA256(secret, "edetail-hcp-v1." + id). Ids that are already pseudonyms
+    /// of this server (`p` + 32 hex) are kept.
+    pub fn pseudonymize(&self, hcp_id: &str) -> String {
+        let id = hcp_id.trim();
+        if is_pseudonym(id) {
+            return id.to_string();
+        }
+        let tag = self
+            .mac("edetail-hcp-v1.", id.as_bytes())
+            .finalize()
+            .into_bytes();
+        format!("p{}", hex(&tag[..16]))
+    }
+
+    pub fn sign_share(&self, claims: &ShareClaims) -> String {
+        let payload = b64url(&serde_json::to_vec(claims).unwrap_or_default());
+        let sig = self
+            .mac("edetail-share-v1.", payload.as_bytes())
+            .finalize()
+            .into_bytes();
+        format!("shr.{payload}.{}", b64url(&sig))
+    }
+
+    /// Verify a share token's signature and expiry.
+    pub fn verify_share(&self, token: &str, now: i64) -> Result<ShareClaims, AuthError> {
+        let rest = token.strip_prefix("shr.").ok_or(AuthError::Unknown)?;
+        let (payload, sig) = rest.split_once('.').ok_or(AuthError::Unknown)?;
+        let sig = b64url_decode(sig).ok_or(AuthError::Unknown)?;
+        self.mac("edetail-share-v1.", payload.as_bytes())
+            .verify_slice(&sig)
+            .map_err(|_| AuthError::BadSignature)?;
+        let claims: ShareClaims = b64url_decode(payload)
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or(AuthError::Unknown)?;
+        if claims.e <= now {
+            return Err(AuthError::Expired);
+        }
+        Ok(claims)
+    }
+}
+
+fn is_pseudonym(s: &str) -> bool {
+    s.len() == 33 && s.starts_with('p') && s[1..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// What a share link grants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShareClaims {
+    /// Deck id.
+    pub d: String,
+    /// Physician pseudonym.
+    pub h: String,
+    /// Expiry, ms since the epoch.
+    pub e: i64,
+    /// Nonce (distinguishes links).
+    pub n: String,
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Principal {
+    Admin {
+        token_id: String,
+    },
+    Device {
+        token_id: String,
+        rep: Option<String>,
+        territory: Option<String>,
+    },
+    Share {
+        deck: String,
+        hcp: String,
+        expires_at: i64,
+        nonce: String,
+    },
+}
+
+impl Principal {
+    pub fn token_id(&self) -> String {
+        match self {
+            Principal::Admin { token_id } | Principal::Device { token_id, .. } => token_id.clone(),
+            Principal::Share { nonce, .. } => format!("share:{nonce}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("unknown token")]
+    Unknown,
+    #[error("token revoked")]
+    Revoked,
+    #[error("share link expired")]
+    Expired,
+    #[error("share link signature is invalid")]
+    BadSignature,
+    #[error("storage unavailable: {0}")]
+    Storage(String),
+}
+
+/// A newly created token: the full secret string is shown once and never stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewToken {
+    pub id: String,
+    pub token: String,
+    pub kind: TokenKind,
+    pub rep: Option<String>,
+    pub territory: Option<String>,
+}
+
+pub fn hash_secret(secret: &str) -> String {
+    crate::util::hex(&<Sha256 as sha2::Digest>::digest(secret.as_bytes()))
+}
+
+pub async fn create_token(
+    store: &dyn Store,
+    kind: TokenKind,
+    rep: Option<String>,
+    territory: Option<String>,
+    label: Option<String>,
+) -> Result<NewToken, StoreError> {
+    let id = hex(&random_bytes::<8>());
+    let secret = b64url(&random_bytes::<32>());
+    store
+        .insert_token(TokenRecord {
+            id: id.clone(),
+            secret_hash: hash_secret(&secret),
+            kind,
+            rep: rep.clone(),
+            territory: territory.clone(),
+            label,
+            created_at: now_ms(),
+            revoked_at: None,
+        })
+        .await?;
+    Ok(NewToken {
+        token: format!("edt.{id}.{secret}"),
+        id,
+        kind,
+        rep,
+        territory,
+    })
+}
+
+/// Resolve a bearer token (device/admin token or share link).
+pub async fn authenticate(
+    store: &dyn Store,
+    keys: &Keys,
+    token: &str,
+) -> Result<Principal, AuthError> {
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(AuthError::Missing);
+    }
+    if token.starts_with("shr.") {
+        let c = keys.verify_share(token, now_ms())?;
+        return Ok(Principal::Share {
+            deck: c.d,
+            hcp: c.h,
+            expires_at: c.e,
+            nonce: c.n,
+        });
+    }
+    let mut parts = token.splitn(3, '.');
+    let (Some("edt"), Some(id), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(AuthError::Unknown);
+    };
+    if id.len() > 64 {
+        return Err(AuthError::Unknown);
+    }
+    let rec = store
+        .get_token(id)
+        .await
+        .map_err(|e| AuthError::Storage(e.to_string()))?
+        .ok_or(AuthError::Unknown)?;
+    let presented = hash_secret(secret);
+    if !bool::from(presented.as_bytes().ct_eq(rec.secret_hash.as_bytes())) {
+        return Err(AuthError::Unknown);
+    }
+    if rec.revoked_at.is_some() {
+        return Err(AuthError::Revoked);
+    }
+    Ok(match rec.kind {
+        TokenKind::Admin => Principal::Admin { token_id: rec.id },
+        TokenKind::Device => Principal::Device {
+            token_id: rec.id,
+            rep: rec.rep,
+            territory: rec.territory,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Keys {
+        Keys::from_hex(&"ab".repeat(32)).unwrap()
+    }
+
+    #[test]
+    fn share_links_verify_and_expire() {
+        let k = keys();
+        let c = ShareClaims {
+            d: "deck".into(),
+            h: k.pseudonymize("HCP-1"),
+            e: 2_000,
+            n: "n1".into(),
+        };
+        let t = k.sign_share(&c);
+        assert_eq!(k.verify_share(&t, 1_000), Ok(c));
+        assert_eq!(k.verify_share(&t, 2_000), Err(AuthError::Expired));
+        // Tampered payload.
+        let mut bad = t.clone();
+        bad.insert(5, 'x');
+        assert!(k.verify_share(&bad, 1_000).is_err());
+        // Another server's secret.
+        let other = Keys::from_hex(&"cd".repeat(32)).unwrap();
+        assert_eq!(other.verify_share(&t, 1_000), Err(AuthError::BadSignature));
+    }
+
+    #[test]
+    fn pseudonyms_are_keyed_and_stable() {
+        let k = keys();
+        let p = k.pseudonymize("HCP-1");
+        assert_eq!(p.len(), 33);
+        assert_eq!(p, k.pseudonymize(" HCP-1 "));
+        assert_eq!(k.pseudonymize(&p), p);
+        assert_ne!(
+            p,
+            Keys::from_hex(&"cd".repeat(32))
+                .unwrap()
+                .pseudonymize("HCP-1")
+        );
+        assert!(!p.contains("HCP"));
+    }
+}

@@ -1,0 +1,205 @@
+//! Configuration: command-line flags, `EDETAIL_*` environment variables and an
+//! optional TOML file (`--config FILE`, or `<data-dir>/edetail.toml` when present).
+//! Precedence: flag > environment > file > default.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// `edetail serve` options (also used by the `edetail-server` binary).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TCP port (default 8080; 0 picks a free port).
+    #[arg(long, env = "EDETAIL_PORT")]
+    pub port: Option<u16>,
+    /// Address to bind (default 127.0.0.1).
+    #[arg(long, env = "EDETAIL_BIND")]
+    pub bind: Option<String>,
+    /// Data directory: SQLite database, admin-token file (default `edetail-data`).
+    #[arg(long, env = "EDETAIL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (`postgres://user@host/db`); SQLite in the data dir when absent.
+    #[arg(long, env = "EDETAIL_DATABASE")]
+    pub database: Option<String>,
+    /// PostgreSQL schema to use (created if missing); default `public`.
+    #[arg(long, env = "EDETAIL_PG_SCHEMA")]
+    pub pg_schema: Option<String>,
+    /// Directory of the runtime shell served at /app/ (default `dist/www`).
+    #[arg(long, env = "EDETAIL_WWW")]
+    pub www: Option<PathBuf>,
+    /// Public base URL printed in share links (default http://<bind>:<port>).
+    #[arg(long, env = "EDETAIL_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// TOML configuration file.
+    #[arg(long, env = "EDETAIL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log as JSON lines.
+    #[arg(long, env = "EDETAIL_LOG_JSON")]
+    pub log_json: bool,
+    /// Log level: error, warn, info, debug, trace (default info).
+    #[arg(long, env = "EDETAIL_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Most ingest batches written concurrently; more get 429 (default 256).
+    #[arg(long, env = "EDETAIL_MAX_CONCURRENT_BATCHES")]
+    pub max_concurrent_batches: Option<usize>,
+}
+
+/// The TOML file's keys (all optional), same names as the flags with `_`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub port: Option<u16>,
+    pub bind: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database: Option<String>,
+    pub pg_schema: Option<String>,
+    pub www: Option<PathBuf>,
+    pub public_url: Option<String>,
+    pub log_json: Option<bool>,
+    pub log_level: Option<String>,
+    pub max_concurrent_batches: Option<usize>,
+}
+
+/// Resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub port: u16,
+    pub bind: String,
+    pub data_dir: PathBuf,
+    pub database: Option<String>,
+    pub pg_schema: Option<String>,
+    pub www: PathBuf,
+    pub public_url: Option<String>,
+    pub log_json: bool,
+    pub log_level: String,
+    pub max_concurrent_batches: usize,
+}
+
+impl Config {
+    /// Defaults for tests and embedding: SQLite in `data_dir`, a free port on loopback.
+    pub fn for_dir(data_dir: &Path) -> Config {
+        Config {
+            port: 0,
+            bind: "127.0.0.1".into(),
+            data_dir: data_dir.to_path_buf(),
+            database: None,
+            pg_schema: None,
+            www: PathBuf::from("dist/www"),
+            public_url: None,
+            log_json: false,
+            log_level: "warn".into(),
+            max_concurrent_batches: 256,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("config file {0}: {1}")]
+    Parse(PathBuf, String),
+}
+
+impl ServeArgs {
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let data_dir_flag = self.data_dir.clone();
+        let file_path = self.config.clone().or_else(|| {
+            let p = data_dir_flag
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("edetail-data"))
+                .join("edetail.toml");
+            p.is_file().then_some(p)
+        });
+        let file = match &file_path {
+            Some(p) => {
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| ConfigError::Read(p.clone(), e))?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| ConfigError::Parse(p.clone(), e.to_string()))?
+            }
+            None => FileConfig::default(),
+        };
+        Ok(Config {
+            port: self.port.or(file.port).unwrap_or(8080),
+            bind: self
+                .bind
+                .clone()
+                .or(file.bind)
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            data_dir: data_dir_flag
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("edetail-data")),
+            database: self
+                .database
+                .clone()
+                .or(file.database)
+                .filter(|s| !s.is_empty()),
+            pg_schema: self.pg_schema.clone().or(file.pg_schema),
+            www: self
+                .www
+                .clone()
+                .or(file.www)
+                .unwrap_or_else(|| PathBuf::from("dist/www")),
+            public_url: self.public_url.clone().or(file.public_url),
+            log_json: self.log_json || file.log_json.unwrap_or(false),
+            log_level: self
+                .log_level
+                .clone()
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".into()),
+            max_concurrent_batches: self
+                .max_concurrent_batches
+                .or(file.max_concurrent_batches)
+                .unwrap_or(256)
+                .max(1),
+        })
+    }
+}
+
+/// Install the global tracing subscriber (once; later calls are ignored).
+pub fn init_logging(json: bool, level: &str) {
+    let lvl = match level.to_ascii_lowercase().as_str() {
+        "error" => tracing::Level::ERROR,
+        "warn" => tracing::Level::WARN,
+        "debug" => tracing::Level::DEBUG,
+        "trace" => tracing::Level::TRACE,
+        _ => tracing::Level::INFO,
+    };
+    let b = tracing_subscriber::fmt()
+        .with_max_level(lvl)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        b.json().try_init()
+    } else {
+        b.try_init()
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "port = 9000\nbind = \"0.0.0.0\"\nlog_level = \"debug\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(p.clone()),
+            port: Some(9100),
+            ..Default::default()
+        };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.port, 9100);
+        assert_eq!(c.bind, "0.0.0.0");
+        assert_eq!(c.log_level, "debug");
+        std::fs::write(&p, "prot = 1\n").unwrap();
+        let e = args.resolve().unwrap_err().to_string();
+        assert!(e.contains("unknown field"), "{e}");
+    }
+}

@@ -1,0 +1,376 @@
+//! Insight rollups: what each stored event adds to the aggregate tables.
+//!
+//! The rollup table is keyed by (metric, deck, version, day, channel, territory,
+//! specialty, region, institution, segment, k1, k2) and holds a count `n` and a sum
+//! `s`. Every delta is written at two grains: grain 0 with the physician dimensions
+//! collapsed to `*` (small; answers queries that do not filter by specialty, region,
+//! institution or segment) and grain 1 with them (answers those filters). Distinct
+//! physician reach lives in a separate `reach` table (one row per physician, deck
+//! version, day and dimensions) because distinct counts cannot be summed.
+//!
+//! Session-level rollups (slides reached per session for drop-off, the path followed
+//! and whether the call had a positive reaction) are computed when a `session_end`
+//! event arrives, from the session's stored events.
+//!
+//! Metrics (k1 / k2; n; s):
+//! - `session` (- / -; sessions started)
+//! - `view` (slide / -; counted views; summed dwell ms)
+//! - `dwell_hist` (slide / bucket index `00`..; views in bucket) — see [`DWELL_BUCKETS_MS`]
+//! - `link` (slide / `component→target` with `d:` prefix for drill-downs; follows)
+//! - `popup` (slide / component), `tab` (component / tab), `isi` (slide / -),
+//!   `citation` (reference / -), `references` (slide / -), `video` (component / action),
+//!   `zoom` (component / -), `chart` (component / action), `build_step` (slide / step)
+//! - `answer_n` (question / -; answers; s = correct quiz answers)
+//! - `answer` (question / option id, `rating:N` or `text`)
+//! - `reaction` (key message or `slide:<id>` / `-1`|`0`|`1`)
+//! - `question` (normalised question text / -), `visit_request`, `consent` (- / granted)
+//! - `sess_end` (- / -; ended sessions), `sess_slide` (slide / -; ended sessions that
+//!   viewed the slide), `path` (first slides in order joined by ` > ` / `pos`|`other`)
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use edetail_format::EventKind;
+
+use crate::storage::{EventRow, HcpRecord, SessionItem};
+use crate::util::day_of_ms;
+
+/// Upper bounds (exclusive) of the dwell histogram buckets, in ms; the last bucket is open.
+pub const DWELL_BUCKETS_MS: [i64; 14] = [
+    1_000, 2_000, 3_000, 5_000, 8_000, 13_000, 20_000, 30_000, 45_000, 60_000, 90_000, 120_000,
+    180_000, 300_000,
+];
+
+/// Slides kept in a session path.
+pub const PATH_LEN: usize = 6;
+
+pub fn dwell_bucket(ms: i64) -> usize {
+    DWELL_BUCKETS_MS
+        .iter()
+        .position(|b| ms < *b)
+        .unwrap_or(DWELL_BUCKETS_MS.len())
+}
+
+/// Lower and upper bound of a bucket (upper of the open bucket: 2x its lower bound).
+pub fn bucket_bounds(i: usize) -> (i64, i64) {
+    let lo = if i == 0 { 0 } else { DWELL_BUCKETS_MS[i - 1] };
+    let hi = DWELL_BUCKETS_MS.get(i).copied().unwrap_or(lo * 2);
+    (lo, hi)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RollupKey {
+    pub metric: &'static str,
+    pub deck: String,
+    pub version: String,
+    pub day: i32,
+    pub grain: i32,
+    pub channel: String,
+    pub territory: String,
+    pub specialty: String,
+    pub region: String,
+    pub institution: String,
+    pub segment: String,
+    pub k1: String,
+    pub k2: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReachKey {
+    pub deck: String,
+    pub version: String,
+    pub day: i32,
+    pub channel: String,
+    pub territory: String,
+    pub specialty: String,
+    pub region: String,
+    pub institution: String,
+    pub segment: String,
+    pub hcp: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Deltas {
+    pub rollup: BTreeMap<RollupKey, (i64, i64)>,
+    pub reach: BTreeSet<ReachKey>,
+}
+
+/// What a store must look up before [`compute`]: the HCP directory rows of these
+/// physicians and the stored events of these (ended) sessions.
+pub fn needs(rows: &[&EventRow]) -> (Vec<String>, Vec<String>) {
+    let mut hcps = BTreeSet::new();
+    let mut sessions = BTreeSet::new();
+    for r in rows {
+        if let Some(h) = &r.hcp {
+            hcps.insert(h.clone());
+        }
+        if r.etype == "session_end" {
+            sessions.insert(r.session_id.clone());
+        }
+    }
+    (hcps.into_iter().collect(), sessions.into_iter().collect())
+}
+
+/// Normalise a physician's question for counting: trimmed, whitespace collapsed,
+/// lower-cased, at most 200 characters.
+pub fn normalise_question(t: &str) -> String {
+    let s: String = t
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
+    s.chars().take(200).collect()
+}
+
+struct Ctx<'a> {
+    row: &'a EventRow,
+    hcp: Option<&'a HcpRecord>,
+    day: i32,
+}
+
+impl Deltas {
+    fn add(&mut self, c: &Ctx<'_>, metric: &'static str, k1: &str, k2: &str, n: i64, s: i64) {
+        let r = c.row;
+        let unknown = String::new();
+        for grain in [0, 1] {
+            let (sp, rg, ins, sg) = if grain == 0 {
+                ("*", "*", "*", "*")
+            } else {
+                match c.hcp {
+                    Some(h) => (
+                        h.specialty.as_str(),
+                        h.region.as_str(),
+                        h.institution.as_str(),
+                        h.segment.as_str(),
+                    ),
+                    None => (unknown.as_str(), "", "", ""),
+                }
+            };
+            let key = RollupKey {
+                metric,
+                deck: r.deck_id.clone(),
+                version: r.deck_version.clone(),
+                day: c.day,
+                grain,
+                channel: r.channel.to_string(),
+                territory: r.territory.clone().unwrap_or_default(),
+                specialty: sp.to_string(),
+                region: rg.to_string(),
+                institution: ins.to_string(),
+                segment: sg.to_string(),
+                k1: k1.to_string(),
+                k2: k2.to_string(),
+            };
+            let e = self.rollup.entry(key).or_insert((0, 0));
+            e.0 += n;
+            e.1 += s;
+        }
+    }
+
+    fn reach(&mut self, c: &Ctx<'_>) {
+        let r = c.row;
+        let Some(hcp) = &r.hcp else { return };
+        let d = c.hcp.cloned().unwrap_or_default();
+        self.reach.insert(ReachKey {
+            deck: r.deck_id.clone(),
+            version: r.deck_version.clone(),
+            day: c.day,
+            channel: r.channel.to_string(),
+            territory: r.territory.clone().unwrap_or_default(),
+            specialty: d.specialty,
+            region: d.region,
+            institution: d.institution,
+            segment: d.segment,
+            hcp: hcp.clone(),
+        });
+    }
+}
+
+/// The rollup deltas of newly stored, non-preview events.
+pub fn compute(
+    rows: &[&EventRow],
+    hcps: &HashMap<String, HcpRecord>,
+    sessions: &HashMap<String, Vec<SessionItem>>,
+) -> Deltas {
+    let mut d = Deltas::default();
+    for row in rows {
+        if row.preview {
+            continue;
+        }
+        let c = Ctx {
+            row,
+            hcp: row.hcp.as_ref().and_then(|h| hcps.get(h)),
+            day: day_of_ms(row.corrected_time),
+        };
+        let slide = row.slide_id.as_deref().unwrap_or("");
+        match &row.event.kind {
+            EventKind::SessionStart { .. } => {
+                d.add(&c, "session", "", "", 1, 0);
+                d.reach(&c);
+            }
+            EventKind::SlideView {
+                dwell_ms, counted, ..
+            } => {
+                if *counted {
+                    let dw = i64::try_from(*dwell_ms).unwrap_or(i64::MAX);
+                    d.add(&c, "view", slide, "", 1, dw);
+                    d.add(
+                        &c,
+                        "dwell_hist",
+                        slide,
+                        &format!("{:02}", dwell_bucket(dw)),
+                        1,
+                        0,
+                    );
+                    d.reach(&c);
+                }
+            }
+            EventKind::BuildStep { step } => {
+                d.add(&c, "build_step", slide, &step.to_string(), 1, 0)
+            }
+            EventKind::PopupOpen { component_id } => d.add(&c, "popup", slide, component_id, 1, 0),
+            EventKind::TabSelect {
+                component_id,
+                tab_id,
+            } => d.add(&c, "tab", component_id, tab_id, 1, 0),
+            EventKind::CitationOpen { reference_id, .. } => {
+                d.add(&c, "citation", reference_id, "", 1, 0)
+            }
+            EventKind::LinkFollow {
+                component_id,
+                target,
+                drilldown,
+            } => {
+                let k2 = format!(
+                    "{}{component_id}\u{2192}{target}",
+                    if *drilldown { "d:" } else { "" }
+                );
+                d.add(&c, "link", slide, &k2, 1, 0)
+            }
+            EventKind::ReferencesOpen {} => d.add(&c, "references", slide, "", 1, 0),
+            EventKind::IsiOpen {} => d.add(&c, "isi", slide, "", 1, 0),
+            EventKind::Answer {
+                question_id,
+                selected,
+                rating,
+                text,
+                correct,
+                ..
+            } => {
+                d.add(
+                    &c,
+                    "answer_n",
+                    question_id,
+                    "",
+                    1,
+                    i64::from(*correct == Some(true)),
+                );
+                for s in selected {
+                    d.add(&c, "answer", question_id, s, 1, 0);
+                }
+                if let Some(r) = rating {
+                    d.add(&c, "answer", question_id, &format!("rating:{r}"), 1, 0);
+                }
+                if text.is_some() {
+                    d.add(&c, "answer", question_id, "text", 1, 0);
+                }
+            }
+            EventKind::Video {
+                component_id,
+                action,
+                ..
+            } => d.add(&c, "video", component_id, action, 1, 0),
+            EventKind::Zoom { component_id } => d.add(&c, "zoom", component_id, "", 1, 0),
+            EventKind::ChartInteraction {
+                component_id,
+                action,
+                ..
+            } => d.add(&c, "chart", component_id, action, 1, 0),
+            EventKind::Reaction { value, key_message } => {
+                let k1 = match key_message {
+                    Some(k) if !k.trim().is_empty() => k.trim().chars().take(200).collect(),
+                    _ => format!("slide:{slide}"),
+                };
+                d.add(&c, "reaction", &k1, &value.to_string(), 1, 0)
+            }
+            EventKind::Question { text } => {
+                d.add(&c, "question", &normalise_question(text), "", 1, 0)
+            }
+            EventKind::VisitRequest { .. } => d.add(&c, "visit_request", "", "", 1, 0),
+            EventKind::Consent { granted } => d.add(&c, "consent", "", &granted.to_string(), 1, 0),
+            EventKind::SessionEnd { .. } => {
+                d.add(&c, "sess_end", "", "", 1, 0);
+                if let Some(items) = sessions.get(&row.session_id) {
+                    session_rollups(&mut d, &c, items);
+                }
+            }
+            EventKind::PopupClose { .. }
+            | EventKind::IsiScroll { .. }
+            | EventKind::Visibility { .. }
+            | EventKind::RuntimeError { .. } => {}
+        }
+    }
+    d
+}
+
+fn session_rollups(d: &mut Deltas, c: &Ctx<'_>, items: &[SessionItem]) {
+    let mut views: Vec<&SessionItem> = items
+        .iter()
+        .filter(|i| i.etype == "slide_view" && i.val == Some(1) && i.slide_id.is_some())
+        .collect();
+    views.sort_by_key(|i| (i.ord.unwrap_or(i64::MAX), i.seq));
+    let mut seen = BTreeSet::new();
+    for v in &views {
+        if let Some(s) = &v.slide_id
+            && seen.insert(s.as_str())
+        {
+            d.add(c, "sess_slide", s, "", 1, 0);
+        }
+    }
+    if views.is_empty() {
+        return;
+    }
+    let mut path: Vec<&str> = Vec::new();
+    for v in &views {
+        let s = v.slide_id.as_deref().unwrap_or("");
+        if path.last() != Some(&s) {
+            path.push(s);
+        }
+        if path.len() == PATH_LEN {
+            break;
+        }
+    }
+    let positive = items
+        .iter()
+        .any(|i| i.etype == "reaction" && i.val == Some(1));
+    d.add(
+        c,
+        "path",
+        &path.join(" > "),
+        if positive { "pos" } else { "other" },
+        1,
+        0,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets() {
+        assert_eq!(dwell_bucket(0), 0);
+        assert_eq!(dwell_bucket(999), 0);
+        assert_eq!(dwell_bucket(1000), 1);
+        assert_eq!(dwell_bucket(10_000_000), DWELL_BUCKETS_MS.len());
+        assert_eq!(bucket_bounds(0), (0, 1000));
+        assert_eq!(bucket_bounds(14), (300_000, 600_000));
+    }
+
+    #[test]
+    fn questions_normalise() {
+        assert_eq!(
+            normalise_question("  What   about\nRenal  dosing? "),
+            "what about renal dosing?"
+        );
+    }
+}

@@ -1,0 +1,751 @@
+//! Embedded SQLite store: WAL, `synchronous=FULL`, one writer connection on a
+//! dedicated thread that group-commits concurrent write jobs (each job in its own
+//! savepoint), and a small pool of reader connections used from `spawn_blocking`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use super::*;
+use crate::rollup;
+
+/// Versioned migrations, applied in order at open.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE tokens (
+  id TEXT PRIMARY KEY, secret_hash TEXT NOT NULL, kind TEXT NOT NULL,
+  rep TEXT, territory TEXT, label TEXT, created_at INTEGER NOT NULL, revoked_at INTEGER);
+CREATE TABLE hcps (
+  hcp TEXT PRIMARY KEY, specialty TEXT NOT NULL, institution TEXT NOT NULL,
+  region TEXT NOT NULL, segment TEXT NOT NULL);
+CREATE TABLE blobs (key TEXT PRIMARY KEY, bytes BLOB NOT NULL);
+CREATE TABLE versions (
+  bundle_hash TEXT PRIMARY KEY, deck_id TEXT NOT NULL, version TEXT NOT NULL,
+  title TEXT NOT NULL, locale TEXT NOT NULL, product TEXT, approval_code TEXT NOT NULL,
+  valid_from TEXT NOT NULL, valid_until TEXT NOT NULL, territories TEXT NOT NULL,
+  published_at INTEGER NOT NULL, retired_at INTEGER, UNIQUE (deck_id, version));
+CREATE TABLE events (
+  id BLOB PRIMARY KEY, session_id TEXT NOT NULL, seq INTEGER NOT NULL,
+  device_id TEXT NOT NULL, deck_id TEXT NOT NULL, deck_version TEXT NOT NULL,
+  bundle_hash TEXT NOT NULL, slide_id TEXT, type TEXT NOT NULL, channel TEXT NOT NULL,
+  rep_id TEXT, territory TEXT, hcp TEXT, token_id TEXT NOT NULL,
+  client_time INTEGER NOT NULL, sent_at INTEGER NOT NULL, received_at INTEGER NOT NULL,
+  corrected_time INTEGER NOT NULL, preview INTEGER NOT NULL,
+  dwell_ms INTEGER, ord INTEGER, val INTEGER, body TEXT NOT NULL);
+CREATE INDEX events_session ON events (session_id);
+CREATE TABLE rollup (
+  metric TEXT NOT NULL, deck TEXT NOT NULL, grain INTEGER NOT NULL, day INTEGER NOT NULL,
+  version TEXT NOT NULL, channel TEXT NOT NULL, territory TEXT NOT NULL,
+  specialty TEXT NOT NULL, region TEXT NOT NULL, institution TEXT NOT NULL,
+  segment TEXT NOT NULL, k1 TEXT NOT NULL, k2 TEXT NOT NULL,
+  n INTEGER NOT NULL, s INTEGER NOT NULL,
+  PRIMARY KEY (metric, deck, grain, day, version, channel, territory, specialty, region,
+               institution, segment, k1, k2)) WITHOUT ROWID;
+CREATE TABLE reach (
+  deck TEXT NOT NULL, version TEXT NOT NULL, day INTEGER NOT NULL, channel TEXT NOT NULL,
+  territory TEXT NOT NULL, specialty TEXT NOT NULL, region TEXT NOT NULL,
+  institution TEXT NOT NULL, segment TEXT NOT NULL, hcp TEXT NOT NULL,
+  PRIMARY KEY (deck, day, version, channel, territory, specialty, region, institution,
+               segment, hcp)) WITHOUT ROWID;
+"#,
+)];
+
+type Finisher = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Finisher) + Send>;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    readers: std::sync::Arc<Mutex<Vec<Connection>>>,
+}
+
+fn open_conn(path: &Path) -> Result<Connection, StoreError> {
+    let c = Connection::open(path)?;
+    c.busy_timeout(std::time::Duration::from_secs(10))?;
+    c.pragma_update(None, "journal_mode", "WAL")?;
+    c.pragma_update(None, "synchronous", "FULL")?;
+    c.pragma_update(None, "cache_size", -32_000)?;
+    Ok(c)
+}
+
+/// Largest number of concurrent write jobs committed in one transaction.
+const GROUP_COMMIT_MAX: usize = 64;
+
+impl SqliteStore {
+    /// Open (creating the directory and database on first run) and migrate.
+    pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
+        })?;
+        let path = data_dir.join("edetail.sqlite3");
+        let mut conn = open_conn(&path)?;
+        migrate(&mut conn)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(SqliteStore {
+            path,
+            writer: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            readers: std::sync::Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    /// Stop accepting writes, finish queued ones and join the writer thread.
+    pub fn close(&self) {
+        if let Ok(mut w) = self.writer.lock() {
+            w.take();
+        }
+        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
+
+    fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> StoreFuture<'static, R> {
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<R, StoreError>>();
+        let job: Job = Box::new(move |c| {
+            let r = f(c);
+            let ok = r.is_ok();
+            let fin: Finisher = Box::new(move |commit| {
+                let out = match (r, commit) {
+                    (Ok(v), Ok(())) => Ok(v),
+                    (Err(e), _) => Err(e),
+                    (Ok(_), Err(e)) => Err(StoreError::Unavailable(format!("commit failed: {e}"))),
+                };
+                let _ = tx.send(out);
+            });
+            (ok, fin)
+        });
+        let sent = self
+            .writer
+            .lock()
+            .ok()
+            .and_then(|w| w.as_ref().map(|s| s.send(job).is_ok()))
+            .unwrap_or(false);
+        Box::pin(async move {
+            if !sent {
+                return Err(StoreError::Unavailable("the store is shutting down".into()));
+            }
+            rx.await
+                .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?
+        })
+    }
+
+    fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> StoreFuture<'static, R> {
+        let pool = self.readers.clone();
+        let path = self.path.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let conn = pool.lock().ok().and_then(|mut p| p.pop());
+                let conn = match conn {
+                    Some(c) => c,
+                    None => open_conn(&path)?,
+                };
+                let r = f(&conn);
+                if let Ok(mut p) = pool.lock()
+                    && p.len() < 8
+                {
+                    p.push(conn);
+                }
+                r
+            })
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?
+        })
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )?;
+    for (v, sql) in MIGRATIONS {
+        let done: Option<i64> = conn
+            .query_row(
+                "SELECT version FROM schema_migrations WHERE version = ?1",
+                [v],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if done.is_some() {
+            continue;
+        }
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![v, crate::util::now_ms()],
+        )?;
+        tx.commit()?;
+        tracing::info!(version = v, "applied SQLite migration");
+    }
+    Ok(())
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < GROUP_COMMIT_MAX {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut fins = Vec::with_capacity(jobs.len());
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Run nothing; fail every job of the group.
+            let msg = e.to_string();
+            for j in jobs {
+                let (_, fin) = j(&conn_failing());
+                fin(Err(msg.clone()));
+            }
+            continue;
+        }
+        for j in jobs {
+            let sp = conn.execute_batch("SAVEPOINT job");
+            let (ok, fin) = j(&conn);
+            if sp.is_ok() {
+                if ok {
+                    let _ = conn.execute_batch("RELEASE job");
+                } else {
+                    let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                }
+            }
+            fins.push(fin);
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for f in fins {
+            f(commit.clone());
+        }
+    }
+}
+
+/// An in-memory connection handed to jobs when the real transaction could not start;
+/// whatever they do is discarded.
+fn conn_failing() -> Connection {
+    Connection::open_in_memory().unwrap_or_else(|_| {
+        // Opening an in-memory database does not fail in practice.
+        std::process::abort()
+    })
+}
+
+fn bind(p: &[Param]) -> Vec<rusqlite::types::Value> {
+    p.iter()
+        .map(|p| match p {
+            Param::Text(s) => rusqlite::types::Value::Text(s.clone()),
+            Param::Int(i) => rusqlite::types::Value::Integer(*i),
+        })
+        .collect()
+}
+
+fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+    let kind: String = r.get(2)?;
+    Ok(TokenRecord {
+        id: r.get(0)?,
+        secret_hash: r.get(1)?,
+        kind: TokenKind::parse(&kind).unwrap_or(TokenKind::Device),
+        rep: r.get(3)?,
+        territory: r.get(4)?,
+        label: r.get(5)?,
+        created_at: r.get(6)?,
+        revoked_at: r.get(7)?,
+    })
+}
+
+fn ingest_tx(c: &Connection, rows: &[EventRow]) -> Result<Vec<bool>, StoreError> {
+    let mut ins = c.prepare_cached(
+        "INSERT INTO events (id, session_id, seq, device_id, deck_id, deck_version, bundle_hash,
+           slide_id, type, channel, rep_id, territory, hcp, token_id, client_time, sent_at,
+           received_at, corrected_time, preview, dwell_ms, ord, val, body)
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23)
+         ON CONFLICT (id) DO NOTHING",
+    )?;
+    let mut flags = Vec::with_capacity(rows.len());
+    for r in rows {
+        let n = ins.execute(params![
+            &r.id[..],
+            r.session_id,
+            r.seq,
+            r.device_id,
+            r.deck_id,
+            r.deck_version,
+            r.bundle_hash,
+            r.slide_id,
+            r.etype,
+            r.channel,
+            r.rep,
+            r.territory,
+            r.hcp,
+            r.token_id,
+            r.client_time,
+            r.sent_at,
+            r.received_at,
+            r.corrected_time,
+            r.preview,
+            r.dwell_ms,
+            r.ord,
+            r.val,
+            r.body,
+        ])?;
+        flags.push(n == 1);
+    }
+    let fresh: Vec<&EventRow> = rows
+        .iter()
+        .zip(&flags)
+        .filter(|(r, f)| **f && !r.preview)
+        .map(|(r, _)| r)
+        .collect();
+    if fresh.is_empty() {
+        return Ok(flags);
+    }
+    let (hcp_ids, session_ids) = rollup::needs(&fresh);
+    let mut hcps = HashMap::new();
+    {
+        let mut q = c.prepare_cached(
+            "SELECT hcp, specialty, institution, region, segment FROM hcps WHERE hcp = ?1",
+        )?;
+        for h in &hcp_ids {
+            if let Some(rec) = q
+                .query_row([h], |r| {
+                    Ok(HcpRecord {
+                        hcp: r.get(0)?,
+                        specialty: r.get(1)?,
+                        institution: r.get(2)?,
+                        region: r.get(3)?,
+                        segment: r.get(4)?,
+                    })
+                })
+                .optional()?
+            {
+                hcps.insert(h.clone(), rec);
+            }
+        }
+    }
+    let mut sessions: HashMap<String, Vec<SessionItem>> = HashMap::new();
+    {
+        let mut q = c.prepare_cached(
+            "SELECT type, slide_id, seq, ord, val FROM events WHERE session_id = ?1",
+        )?;
+        for s in &session_ids {
+            let items = q
+                .query_map([s], |r| {
+                    Ok(SessionItem {
+                        etype: r.get(0)?,
+                        slide_id: r.get(1)?,
+                        seq: r.get(2)?,
+                        ord: r.get(3)?,
+                        val: r.get(4)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            sessions.insert(s.clone(), items);
+        }
+    }
+    let d = rollup::compute(&fresh, &hcps, &sessions);
+    let mut up = c.prepare_cached(
+        "INSERT INTO rollup (metric, deck, grain, day, version, channel, territory, specialty,
+           region, institution, segment, k1, k2, n, s)
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)
+         ON CONFLICT DO UPDATE SET n = n + excluded.n, s = s + excluded.s",
+    )?;
+    for (k, (n, s)) in &d.rollup {
+        up.execute(params![
+            k.metric,
+            k.deck,
+            k.grain,
+            k.day,
+            k.version,
+            k.channel,
+            k.territory,
+            k.specialty,
+            k.region,
+            k.institution,
+            k.segment,
+            k.k1,
+            k.k2,
+            n,
+            s
+        ])?;
+    }
+    let mut rq = c.prepare_cached(
+        "INSERT INTO reach (deck, version, day, channel, territory, specialty, region,
+           institution, segment, hcp) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)
+         ON CONFLICT DO NOTHING",
+    )?;
+    for k in &d.reach {
+        rq.execute(params![
+            k.deck,
+            k.version,
+            k.day,
+            k.channel,
+            k.territory,
+            k.specialty,
+            k.region,
+            k.institution,
+            k.segment,
+            k.hcp
+        ])?;
+    }
+    Ok(flags)
+}
+
+const VERSION_COLS: &str = "bundle_hash, deck_id, version, title, locale, product, approval_code,
+  valid_from, valid_until, territories, published_at, retired_at";
+
+fn version_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
+    let terr: String = r.get(9)?;
+    Ok(VersionRecord {
+        bundle_hash: r.get(0)?,
+        deck_id: r.get(1)?,
+        version: r.get(2)?,
+        title: r.get(3)?,
+        locale: r.get(4)?,
+        product: r.get(5)?,
+        approval_code: r.get(6)?,
+        valid_from: r.get(7)?,
+        valid_until: r.get(8)?,
+        territories: split_list(&terr),
+        published_at: r.get(10)?,
+        retired_at: r.get(11)?,
+    })
+}
+
+pub(crate) fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn meta_get_or_init(&self, key: &str, value: String) -> StoreFuture<'_, String> {
+        let key = key.to_string();
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![key, value],
+            )?;
+            Ok(
+                c.query_row("SELECT value FROM meta WHERE key = ?1", [&key], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+    }
+
+    fn insert_token(&self, t: TokenRecord) -> StoreFuture<'_, ()> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO tokens (id, secret_hash, kind, rep, territory, label, created_at, revoked_at)
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+                params![t.id, t.secret_hash, t.kind.as_str(), t.rep, t.territory, t.label, t.created_at, t.revoked_at],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn get_token(&self, id: &str) -> StoreFuture<'_, Option<TokenRecord>> {
+        let id = id.to_string();
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT id, secret_hash, kind, rep, territory, label, created_at, revoked_at FROM tokens WHERE id = ?1",
+            )?
+            .query_row([id], token_from_row)
+            .optional()?)
+        })
+    }
+
+    fn revoke_token(&self, id: &str, at: i64) -> StoreFuture<'_, bool> {
+        let id = id.to_string();
+        self.write(move |c| {
+            let n = c.execute(
+                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+                params![id, at],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn list_tokens(&self) -> StoreFuture<'_, Vec<TokenRecord>> {
+        self.read(|c| {
+            let mut q = c.prepare(
+                "SELECT id, secret_hash, kind, rep, territory, label, created_at, revoked_at FROM tokens ORDER BY created_at, id",
+            )?;
+            let rows = q.query_map([], token_from_row)?.collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn upsert_hcps(&self, rows: Vec<HcpRecord>) -> StoreFuture<'_, u64> {
+        self.write(move |c| {
+            let mut q = c.prepare_cached(
+                "INSERT INTO hcps (hcp, specialty, institution, region, segment) VALUES (?1,?2,?3,?4,?5)
+                 ON CONFLICT (hcp) DO UPDATE SET specialty = excluded.specialty,
+                   institution = excluded.institution, region = excluded.region, segment = excluded.segment",
+            )?;
+            for h in &rows {
+                q.execute(params![h.hcp, h.specialty, h.institution, h.region, h.segment])?;
+            }
+            Ok(rows.len() as u64)
+        })
+    }
+
+    fn publish(&self, v: NewVersion) -> StoreFuture<'_, PublishOutcome> {
+        self.write(move |c| {
+            let r = &v.record;
+            let existing: Option<String> = c
+                .query_row(
+                    "SELECT bundle_hash FROM versions WHERE deck_id = ?1 AND version = ?2",
+                    params![r.deck_id, r.version],
+                    |x| x.get(0),
+                )
+                .optional()?;
+            match existing {
+                Some(h) if h == r.bundle_hash => return Ok(PublishOutcome::AlreadyPublished),
+                Some(h) => {
+                    return Err(StoreError::Conflict(format!(
+                        "deck `{}` version {} is already published with bundle {h}; versions are immutable, bump the version",
+                        r.deck_id, r.version
+                    )));
+                }
+                None => {}
+            }
+            let other: Option<String> = c
+                .query_row(
+                    "SELECT deck_id || ' ' || version FROM versions WHERE bundle_hash = ?1",
+                    [&r.bundle_hash],
+                    |x| x.get(0),
+                )
+                .optional()?;
+            if let Some(o) = other {
+                return Err(StoreError::Conflict(format!(
+                    "bundle {} is already published as {o}",
+                    r.bundle_hash
+                )));
+            }
+            let mut b = c.prepare_cached(
+                "INSERT INTO blobs (key, bytes) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            )?;
+            for (k, bytes) in &v.blobs {
+                b.execute(params![k, bytes])?;
+            }
+            c.execute(
+                &format!("INSERT INTO versions ({VERSION_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"),
+                params![
+                    r.bundle_hash, r.deck_id, r.version, r.title, r.locale, r.product,
+                    r.approval_code, r.valid_from, r.valid_until, r.territories.join(","),
+                    r.published_at, r.retired_at
+                ],
+            )?;
+            Ok(PublishOutcome::Created)
+        })
+    }
+
+    fn retire(&self, deck: &str, version: &str, at: i64) -> StoreFuture<'_, bool> {
+        let (deck, version) = (deck.to_string(), version.to_string());
+        self.write(move |c| {
+            let n = c.execute(
+                "UPDATE versions SET retired_at = COALESCE(retired_at, ?3) WHERE deck_id = ?1 AND version = ?2",
+                params![deck, version, at],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn versions(&self) -> StoreFuture<'_, Vec<VersionRecord>> {
+        self.read(|c| {
+            let mut q = c.prepare_cached(&format!(
+                "SELECT {VERSION_COLS} FROM versions ORDER BY deck_id, published_at"
+            ))?;
+            let rows = q
+                .query_map([], version_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn blob(&self, key: &str) -> StoreFuture<'_, Option<Vec<u8>>> {
+        let key = key.to_string();
+        self.read(move |c| {
+            Ok(c.prepare_cached("SELECT bytes FROM blobs WHERE key = ?1")?
+                .query_row([key], |r| r.get(0))
+                .optional()?)
+        })
+    }
+
+    fn ingest(&self, rows: Vec<EventRow>) -> StoreFuture<'_, Vec<bool>> {
+        self.write(move |c| ingest_tx(c, &rows))
+    }
+
+    fn rollup(
+        &self,
+        metric: &str,
+        filter: &Filter,
+        group: GroupBy,
+    ) -> StoreFuture<'_, Vec<AggRow>> {
+        let (w, p) = filter_sql(Some(metric), filter, true);
+        let cols = group.columns();
+        let arity = group.arity();
+        let sql = format!(
+            "SELECT {cols}, CAST(SUM(n) AS BIGINT), CAST(SUM(s) AS BIGINT) FROM rollup{w} GROUP BY {cols}"
+        );
+        self.read(move |c| agg_query(c, &sql, &p, arity))
+    }
+
+    fn reach(&self, filter: &Filter, group: GroupBy) -> StoreFuture<'_, Vec<AggRow>> {
+        let (w, p) = filter_sql(None, filter, false);
+        let cols = match group {
+            GroupBy::K1 | GroupBy::K1K2 => "deck",
+            g => g.columns(),
+        };
+        let sql = format!("SELECT {cols}, COUNT(DISTINCT hcp), 0 FROM reach{w} GROUP BY {cols}");
+        self.read(move |c| agg_query(c, &sql, &p, 1))
+    }
+
+    fn clickstream(&self, filter: &Filter) -> StoreFuture<'_, Vec<ClickRow>> {
+        let f = filter.clone();
+        self.read(move |c| {
+            let (sql, p) =
+                clickstream_sql(&f, "CAST(json_extract(e.body, '$.enter_time') AS INTEGER)");
+            let mut q = c.prepare(&sql)?;
+            let rows = q
+                .query_map(params_from_iter(bind(&p)), |r| {
+                    Ok(ClickRow {
+                        session_id: r.get(0)?,
+                        hcp: r.get(1)?,
+                        rep: r.get(2)?,
+                        deck_id: r.get(3)?,
+                        deck_version: r.get(4)?,
+                        slide_id: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                        start_ms: r.get(6)?,
+                        dwell_ms: r.get::<_, Option<i64>>(7)?.unwrap_or(0),
+                        channel: r.get(8)?,
+                        reaction: r.get(9)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn count_ids(&self, ids: Vec<[u8; 16]>) -> StoreFuture<'_, i64> {
+        self.read(move |c| {
+            let mut q = c.prepare_cached("SELECT COUNT(*) FROM events WHERE id = ?1")?;
+            let mut n = 0i64;
+            for id in &ids {
+                n += q.query_row([&id[..]], |r| r.get::<_, i64>(0))?;
+            }
+            Ok(n)
+        })
+    }
+
+    fn stats(&self) -> StoreFuture<'_, Stats> {
+        self.read(|c| {
+            let one =
+                |sql: &str| -> Result<i64, StoreError> { Ok(c.query_row(sql, [], |r| r.get(0))?) };
+            Ok(Stats {
+                backend: "sqlite".into(),
+                events: one("SELECT COUNT(*) FROM events")?,
+                rollup_rows: one("SELECT COUNT(*) FROM rollup")?,
+                versions: one("SELECT COUNT(*) FROM versions")?,
+                hcps: one("SELECT COUNT(*) FROM hcps")?,
+            })
+        })
+    }
+}
+
+fn agg_query(
+    c: &Connection,
+    sql: &str,
+    p: &[Param],
+    arity: usize,
+) -> Result<Vec<AggRow>, StoreError> {
+    let mut q = c.prepare_cached(sql)?;
+    let rows = q
+        .query_map(params_from_iter(bind(p)), |r| {
+            let mut keys = Vec::with_capacity(arity);
+            for i in 0..arity {
+                keys.push(r.get::<_, Option<String>>(i)?.unwrap_or_default());
+            }
+            Ok(AggRow {
+                keys,
+                n: r.get::<_, Option<i64>>(arity)?.unwrap_or(0),
+                s: r.get::<_, Option<i64>>(arity + 1)?.unwrap_or(0),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Clickstream query over raw slide views (an export, not a dashboard query).
+/// Physician-dimension filters join the HCP directory.
+pub(crate) fn clickstream_sql(f: &Filter, enter_time_expr: &str) -> (String, Vec<Param>) {
+    let mut w = vec![
+        "e.type = 'slide_view'".to_string(),
+        "e.preview = ?".to_string(),
+    ];
+    let mut p = vec![Param::Int(0)];
+    for (col, v) in [
+        ("e.deck_id", &f.deck),
+        ("e.deck_version", &f.version),
+        ("e.channel", &f.channel),
+        ("e.territory", &f.territory),
+        ("h.specialty", &f.specialty),
+        ("h.region", &f.region),
+        ("h.institution", &f.institution),
+        ("h.segment", &f.segment),
+    ] {
+        if let Some(v) = v {
+            w.push(format!("{col} = ?"));
+            p.push(Param::Text(v.clone()));
+        }
+    }
+    if let Some(d) = f.from_day {
+        w.push("e.corrected_time >= ?".into());
+        p.push(Param::Int(i64::from(d) * 86_400_000));
+    }
+    if let Some(d) = f.to_day {
+        w.push("e.corrected_time < ?".into());
+        p.push(Param::Int((i64::from(d) + 1) * 86_400_000));
+    }
+    let sql = format!(
+        "SELECT e.session_id, e.hcp, e.rep_id, e.deck_id, e.deck_version, e.slide_id,
+           {enter_time_expr}, e.dwell_ms, e.channel,
+           (SELECT r.val FROM events r WHERE r.session_id = e.session_id AND r.type = 'reaction'
+              AND r.slide_id = e.slide_id ORDER BY r.seq DESC LIMIT 1)
+         FROM events e LEFT JOIN hcps h ON h.hcp = e.hcp
+         WHERE {}
+         ORDER BY e.session_id, e.seq",
+        w.join(" AND ")
+    );
+    (sql, p)
+}
