@@ -75,8 +75,14 @@ impl AppState {
             })
     }
 
+    /// An admin principal, from the bearer token or the dashboard's session cookie
+    /// (HttpOnly, SameSite=Strict, so it is not sent on cross-site requests).
     pub async fn admin(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
-        match self.principal(headers).await? {
+        let who = match (bearer(headers), cookie(headers, crate::dashboard::COOKIE)) {
+            (None, Some(c)) => self.auth_token(&c).await?,
+            _ => self.principal(headers).await?,
+        };
+        match who {
             p @ Principal::Admin { .. } => Ok(p),
             _ => Err(ApiError::forbidden("an admin token is required")),
         }
