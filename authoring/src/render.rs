@@ -649,7 +649,11 @@ impl<'a> Renderer<'a> {
         format!("{PH_OPEN}{n}{PH_CLOSE}")
     }
 
-    fn substitute(&self, s: &str) -> String {
+    /// Replace placeholders created since index `first` with their markup; each at most
+    /// once, so text that smuggles a placeholder-like sequence through an HTML entity
+    /// cannot duplicate or import generated markup.
+    fn substitute(&self, s: &str, first: usize) -> String {
+        let mut used = vec![false; self.placeholders.len()];
         let mut out = String::with_capacity(s.len());
         let mut rest = s;
         while let Some(p) = rest.find(PH_OPEN) {
@@ -657,10 +661,10 @@ impl<'a> Renderer<'a> {
             let after = &rest[p + PH_OPEN.len_utf8()..];
             match after.find(PH_CLOSE) {
                 Some(q) => {
-                    if let Some(h) = after[..q]
-                        .parse::<usize>()
-                        .ok()
-                        .and_then(|i| self.placeholders.get(i))
+                    if let Ok(i) = after[..q].parse::<usize>()
+                        && i >= first
+                        && let Some(h) = self.placeholders.get(i)
+                        && !std::mem::replace(&mut used[i], true)
                     {
                         out.push_str(h);
                     }
@@ -682,6 +686,7 @@ impl<'a> Renderer<'a> {
     }
 
     fn render_md_str(&mut self, src: &str, base: usize) -> String {
+        let first = self.placeholders.len();
         let opts = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH;
         let mut events: Vec<Event<'static>> = Vec::new();
         let mut pending: Option<(String, usize, usize)> = None;
@@ -823,7 +828,7 @@ impl<'a> Renderer<'a> {
         let mut html = String::new();
         pulldown_cmark::html::push_html(&mut html, events.into_iter());
         let clean = sanitize(&html);
-        self.substitute(&clean)
+        self.substitute(&clean, first)
     }
 
     fn suggest_slide(&self, target: &str) -> String {

@@ -407,3 +407,23 @@ fn documentation_examples_compile() {
         bundle.slides.len()
     );
 }
+
+/// Author text cannot smuggle the compiler's internal placeholders through entities.
+#[test]
+fn placeholder_lookalikes_do_not_duplicate_generated_markup() {
+    let mut files = BTreeMap::new();
+    let deck = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/W0202-unused-reference/deck.toml"),
+    )
+    .expect("deck");
+    files.insert("deck.toml".to_string(), deck);
+    files.insert(
+        "slides.md".to_string(),
+        b"+++\nid = \"a\"\ntitle = \"A\"\n+++\n\nCited.[^r1] [^r2]\n\n<div>&#xE000;0&#xE001; \xee\x80\x800\xee\x80\x81</div>\n".to_vec(),
+    );
+    let out = edetail_authoring::compile_files(files, &CompileOptions::new(TODAY));
+    let bundle = out.bundle.expect("bundle");
+    let html = &bundle.slides[0].html;
+    assert_eq!(html.matches("data-component=").count(), 2, "{html}");
+}
