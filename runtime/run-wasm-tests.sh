@@ -5,7 +5,9 @@
 #
 #   runtime/run-wasm-tests.sh [chrome|webkit|all] [test-name ...]
 #
-# Defaults: all browsers, every file in runtime/tests/. Driver locations can be forced
+# Defaults: all browsers, every file in runtime/tests/, plus the service-worker offline
+# test (tests/receiver/tests/sw_offline.rs; name it `sw_offline` to run it alone).
+# Driver locations can be forced
 # with CHROMEDRIVER=/path and SAFARIDRIVER=/path (wasm-bindgen-test-runner reads both;
 # WebKitWebDriver is driven through its "safaridriver" support). Fails loudly when a
 # browser, driver or the runner is missing.
@@ -32,13 +34,17 @@ if [ -n "$want" ] && [ "$want" != "$have" ]; then
   die "wasm-bindgen-test-runner is $have but runtime/Cargo.toml pins wasm-bindgen $want"
 fi
 
+run_sw=1
 if [ "$#" -gt 0 ]; then
-  tests=("$@")
+  tests=()
+  run_sw=0
+  for t in "$@"; do
+    if [ "$t" = sw_offline ]; then run_sw=1; else tests+=("$t"); fi
+  done
 else
   tests=()
   for f in runtime/tests/*.rs; do tests+=("$(basename "$f" .rs)"); done
 fi
-[ "${#tests[@]}" -gt 0 ] || die "no test files in runtime/tests/"
 test_args=()
 for t in "${tests[@]}"; do test_args+=(--test "$t"); done
 
@@ -76,9 +82,16 @@ run_chrome() {
   [ -n "$driver" ] && [ -x "$driver" ] || die "chromedriver not found (apt-get install chromium-driver, or set CHROMEDRIVER)"
   command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null \
     || die "no Chromium/Chrome browser found for chromedriver"
-  echo "== wasm tests in Chromium ($driver)"
-  env -u SAFARIDRIVER -u GECKODRIVER CHROMEDRIVER="$driver" \
-    cargo test --target wasm32-unknown-unknown -p edetail-runtime "${test_args[@]}"
+  if [ "${#test_args[@]}" -gt 0 ]; then
+    echo "== wasm tests in Chromium ($driver)"
+    env -u SAFARIDRIVER -u GECKODRIVER CHROMEDRIVER="$driver" \
+      cargo test --target wasm32-unknown-unknown -p edetail-runtime "${test_args[@]}"
+  fi
+  if [ "$run_sw" = 1 ]; then
+    echo "== service worker offline test in Chromium"
+    EDETAIL_BROWSER=chrome CHROMEDRIVER="$driver" \
+      cargo test -p edetail-test-receiver --test sw_offline -- --ignored
+  fi
 }
 
 run_webkit() {
@@ -89,9 +102,16 @@ run_webkit() {
     command -v xvfb-run >/dev/null || die "WebKit needs a display: install xvfb (xvfb-run) or set DISPLAY"
     wrap=(xvfb-run -a)
   fi
-  echo "== wasm tests in WebKit ($driver)"
-  env -u CHROMEDRIVER -u GECKODRIVER SAFARIDRIVER="$driver" \
-    "${wrap[@]}" cargo test --target wasm32-unknown-unknown -p edetail-runtime "${test_args[@]}"
+  if [ "${#test_args[@]}" -gt 0 ]; then
+    echo "== wasm tests in WebKit ($driver)"
+    env -u CHROMEDRIVER -u GECKODRIVER SAFARIDRIVER="$driver" \
+      "${wrap[@]}" cargo test --target wasm32-unknown-unknown -p edetail-runtime "${test_args[@]}"
+  fi
+  if [ "$run_sw" = 1 ]; then
+    echo "== service worker offline test in WebKit"
+    EDETAIL_BROWSER=webkit SAFARIDRIVER="$driver" \
+      "${wrap[@]}" cargo test -p edetail-test-receiver --test sw_offline -- --ignored
+  fi
 }
 
 case "$browsers" in

@@ -1,0 +1,344 @@
+//! `www/sw.js` in a real browser: a page and a bundle opened once keep working when the
+//! server is gone (the receiver is stopped: every network request is refused).
+//!
+//! Needs a WebDriver: ignored by default; `runtime/run-wasm-tests.sh` runs it with
+//! `EDETAIL_BROWSER=chrome CHROMEDRIVER=…` and `EDETAIL_BROWSER=webkit SAFARIDRIVER=…`.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use edetail_test_receiver::{Config, Receiver};
+use serde_json::{Value, json};
+
+/// A TCP forwarder standing in for the network: `cut()` closes the listener and every
+/// open connection, so the browser sees refused connections (as offline), including on
+/// connections it kept alive.
+struct Network {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Network {
+    fn new(upstream: std::net::SocketAddr) -> Network {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (st, cs) = (stop.clone(), conns.clone());
+        let accept = std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let mut list = cs.lock().unwrap();
+                list.push(client.try_clone().unwrap());
+                list.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Network {
+            port,
+            stop,
+            conns,
+            accept: Some(accept),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn cut(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port)); // wake the accept loop
+        if let Some(a) = self.accept.take() {
+            let _ = a.join();
+        }
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+struct Driver {
+    child: Child,
+    port: u16,
+    session: String,
+}
+
+fn request(port: u16, method: &str, path: &str, body: Option<&Value>) -> Value {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("driver connect");
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    // Read the head, then exactly the body (drivers may keep the connection open).
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    let split = loop {
+        if let Some(p) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+        let n = s.read(&mut buf).expect("driver read");
+        assert!(n > 0, "driver closed the connection early");
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
+    let mut payload = raw[split + 4..].to_vec();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let chunked = head.contains("transfer-encoding: chunked");
+    loop {
+        let complete = match length {
+            Some(len) => payload.len() >= len,
+            None if chunked => payload.windows(5).any(|w| w == b"0\r\n\r\n"),
+            None => false,
+        };
+        if complete {
+            break;
+        }
+        let n = s.read(&mut buf).expect("driver read");
+        if n == 0 {
+            break;
+        }
+        payload.extend_from_slice(&buf[..n]);
+    }
+    if chunked {
+        payload = dechunk(&payload);
+    }
+    serde_json::from_slice(&payload).unwrap_or_else(|e| {
+        panic!(
+            "driver answer not JSON ({e}): {}",
+            String::from_utf8_lossy(&payload)
+        )
+    })
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[eol + 2 + size + 2..];
+    }
+    out
+}
+
+impl Driver {
+    fn start(browser: &str) -> Driver {
+        let (var, caps) = match browser {
+            "chrome" => (
+                "CHROMEDRIVER",
+                json!({"goog:chromeOptions": {"args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage"]}}),
+            ),
+            "webkit" => ("SAFARIDRIVER", json!({})),
+            other => panic!("EDETAIL_BROWSER must be chrome or webkit, not {other}"),
+        };
+        let bin = std::env::var(var)
+            .unwrap_or_else(|_| panic!("{var} must point to the WebDriver binary"));
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(&bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let t0 = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "{bin} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let v = request(
+            port,
+            "POST",
+            "/session",
+            Some(&json!({"capabilities": {"alwaysMatch": caps}})),
+        );
+        let session = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {v}"))
+            .to_owned();
+        Driver {
+            child,
+            port,
+            session,
+        }
+    }
+
+    fn goto(&self, url: &str) {
+        let v = request(
+            self.port,
+            "POST",
+            &format!("/session/{}/url", self.session),
+            Some(&json!({"url": url})),
+        );
+        assert!(v["value"].is_null(), "navigate {url}: {v}");
+    }
+
+    /// Run an async script body; it must end by calling `done(value)`.
+    fn run(&self, body: &str) -> Value {
+        let script = format!(
+            "const done = arguments[arguments.length - 1]; (async () => {{ {body} }})().catch(e => done('error: ' + e));"
+        );
+        let v = request(
+            self.port,
+            "POST",
+            &format!("/session/{}/execute/async", self.session),
+            Some(&json!({"script": script, "args": []})),
+        );
+        v["value"].clone()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = TcpStream::connect(("127.0.0.1", self.port)).map(|_| {
+            request(
+                self.port,
+                "DELETE",
+                &format!("/session/{}", self.session),
+                None,
+            )
+        });
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write(root: &Path, rel: &str, content: &[u8]) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
+fn site() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("edetail-sw-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    let www = d.join("www");
+    let sw = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../www/sw.js");
+    write(&www, "sw.js", &std::fs::read(&sw).expect("www/sw.js"));
+    write(&www, "index.html", b"<!doctype html><meta charset=utf-8><title>shell v1</title><script src=\"app.js\"></script>");
+    write(
+        &www,
+        "app.js",
+        b"window.swReady = navigator.serviceWorker.register('sw.js').then(() => navigator.serviceWorker.ready);\n\
+          window.load = async (u, init) => { const r = await fetch(u, init); return r.status + ':' + (await r.text()); };\n",
+    );
+    write(
+        &www,
+        "precache.json",
+        br#"{"version":"v1","files":["./","index.html","app.js"]}"#,
+    );
+    write(&www, "decks/demo/bundle.json", br#"{"deck":"demo"}"#);
+    write(&www, "decks/demo/bundle.sha256", b"abc123");
+    write(
+        &www,
+        &format!("decks/demo/assets/{}.txt", "a".repeat(64)),
+        b"0123456789",
+    );
+    d
+}
+
+#[test]
+#[ignore = "needs a browser and WebDriver: runtime/run-wasm-tests.sh runs it"]
+fn shell_and_opened_bundle_work_with_the_server_gone() {
+    let browser = std::env::var("EDETAIL_BROWSER").unwrap_or_else(|_| "chrome".into());
+    let dir = site();
+    let receiver = Receiver::start(Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        dir: Some(dir.join("www")),
+        out: dir.join("events.jsonl"),
+        token: None,
+    })
+    .unwrap();
+    let mut net = Network::new(receiver.addr());
+    let base = net.url();
+    let asset = format!("/decks/demo/assets/{}.txt", "a".repeat(64));
+    let d = Driver::start(&browser);
+
+    d.goto(&format!("{base}/?deck=demo"));
+    let v = d.run(
+        "await window.swReady;
+         for (let i = 0; i < 100 && !navigator.serviceWorker.controller; i++) await new Promise(r => setTimeout(r, 50));
+         done(!!navigator.serviceWorker.controller);",
+    );
+    assert_eq!(v, json!(true), "the service worker controls the page");
+    // Open the bundle once (through the worker), including a range request.
+    let v = d.run(&format!(
+        "done([await load('/decks/demo/bundle.json'), await load('/decks/demo/bundle.sha256'), await load('{asset}')]);"
+    ));
+    assert_eq!(
+        v,
+        json!(["200:{\"deck\":\"demo\"}", "200:abc123", "200:0123456789"])
+    );
+    // Give the worker's cache writes a moment to finish.
+    d.run("await new Promise(r => setTimeout(r, 300)); done(1);");
+
+    net.cut();
+    // The network is gone: nothing answers on that port any more.
+    assert!(TcpStream::connect(("127.0.0.1", net.port)).is_err());
+
+    d.goto(&format!("{base}/?deck=demo&again=1"));
+    let v = d.run(&format!(
+        "done([document.title, typeof window.load,
+               await load('/decks/demo/bundle.json'), await load('/decks/demo/bundle.sha256'),
+               await load('{asset}'), await load('{asset}', {{headers: {{Range: 'bytes=2-5'}}}}),
+               await load('/not-cached.txt').catch(e => 'failed'),
+               await load('/api/v1/events', {{method: 'POST', body: '{{}}'}}).catch(e => 'failed')]);"
+    ));
+    assert_eq!(
+        v,
+        json!([
+            "shell v1",
+            "function",
+            "200:{\"deck\":\"demo\"}",
+            "200:abc123",
+            "200:0123456789",
+            "206:2345",
+            "failed",
+            "failed"
+        ]),
+        "offline start from the caches ({browser})"
+    );
+    drop(d);
+    receiver.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
