@@ -100,7 +100,7 @@ pub enum Command {
     /// Run the head-office server (runtime shell, bundles, ingest, insights) on one port.
     Serve {
         #[command(flatten)]
-        args: edetail_server::ServeArgs,
+        args: Box<edetail_server::ServeArgs>,
     },
     /// Upload a built bundle (directory or .edetail archive) to a server.
     Publish {
@@ -147,7 +147,7 @@ pub enum Command {
     /// Print insights (overview, or one deck with --deck).
     Insights {
         #[command(flatten)]
-        filters: Filters,
+        filters: Box<Filters>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
         /// Only this section (decks, trend; for a deck: summary, slides, links,
@@ -160,7 +160,7 @@ pub enum Command {
     /// Export the CRM clickstream CSV (one row per slide view).
     Export {
         #[command(flatten)]
-        filters: Filters,
+        filters: Box<Filters>,
         /// Output file (default stdout).
         #[arg(long, short)]
         output: Option<PathBuf>,

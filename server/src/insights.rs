@@ -391,6 +391,9 @@ async fn label_bundle(
     Some((v.version.clone(), b))
 }
 
+/// (id, title, key message, detail, flow position)
+type SlideRow = (String, String, Option<String>, bool, Option<usize>);
+
 pub async fn deck_report(st: &AppState, f: &Filter) -> Result<DeckReport, ApiError> {
     let deck = f
         .deck
@@ -467,7 +470,7 @@ pub async fn deck_report(st: &AppState, f: &Filter) -> Result<DeckReport, ApiErr
                 .or_default() += r.n;
         }
     }
-    let mut order: Vec<(String, String, Option<String>, bool, Option<usize>)> = Vec::new();
+    let mut order: Vec<SlideRow> = Vec::new();
     if let Some(b) = &bundle {
         let flow: Vec<&str> = b.flow_ids().collect();
         for (i, id) in flow.iter().enumerate() {
@@ -541,7 +544,7 @@ pub async fn deck_report(st: &AppState, f: &Filter) -> Result<DeckReport, ApiErr
             }
         })
         .collect();
-    link_stats.sort_by(|a, b| b.follows.cmp(&a.follows));
+    link_stats.sort_by_key(|l| std::cmp::Reverse(l.follows));
 
     // Questions: prompts and option labels from the bundle.
     let mut qmeta: HashMap<String, (String, String, HashMap<String, String>)> = HashMap::new();

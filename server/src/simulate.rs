@@ -716,8 +716,8 @@ pub fn simulate(o: &SimOptions, mut progress: impl FnMut(&str)) -> Result<SimRep
             sessions
         ));
     }
-    for idx in 0..buffers.len() {
-        let mut b = std::mem::take(&mut buffers[idx]);
+    for (idx, buf) in buffers.iter_mut().enumerate() {
+        let mut b = std::mem::take(buf);
         flush(idx, &mut b, true, &reps, &links)?;
     }
     drop(tx);

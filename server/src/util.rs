@@ -151,6 +151,20 @@ pub fn uuid_bytes(s: &str) -> Option<[u8; 16]> {
     uuid::Uuid::parse_str(s).ok().map(|u| *u.as_bytes())
 }
 
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` of a millisecond timestamp.
+pub fn iso_datetime(ms: i64) -> String {
+    let day = day_of_ms(ms);
+    let rem = ms.rem_euclid(86_400_000);
+    format!(
+        "{}T{:02}:{:02}:{:02}.{:03}Z",
+        iso_of_day(day),
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,18 +201,4 @@ mod tests {
         );
         assert_eq!(url_encode("a b/é"), "a%20b%2F%C3%A9");
     }
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` of a millisecond timestamp.
-pub fn iso_datetime(ms: i64) -> String {
-    let day = day_of_ms(ms);
-    let rem = ms.rem_euclid(86_400_000);
-    format!(
-        "{}T{:02}:{:02}:{:02}.{:03}Z",
-        iso_of_day(day),
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000
-    )
 }

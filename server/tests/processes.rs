@@ -33,6 +33,7 @@ fn spawn(data_dir: &std::path::Path, pg_schema: Option<&str>) -> Proc {
     if let Some(s) = pg_schema {
         cmd.args(["--database", PG_URL, "--pg-schema", s]);
     }
+    #[allow(clippy::zombie_processes)] // Proc's Drop kills and waits.
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
