@@ -513,3 +513,36 @@ async fn no_consent_means_nothing_written_or_sent() {
         ]
     );
 }
+
+#[wasm_bindgen_test]
+async fn persistent_storage_is_asked_and_reported() {
+    let ls = web_sys::window().unwrap().local_storage().unwrap().unwrap();
+    ls.remove_item("edetail.persist_asked").unwrap();
+    let supported = eval("!!(navigator.storage && navigator.storage.persist)") == JsValue::TRUE;
+    let start = |tag: &str| {
+        let mut o = opts(tag);
+        o.request_persistence = true;
+        Tracker::start_with(ctx(""), o)
+    };
+    let t = start("persist");
+    if !supported {
+        // WebKitGTK has no StorageManager: nothing asked, status stays "unknown".
+        sleep(300).await;
+        assert_eq!(t.status().persisted, None);
+        assert_eq!(ls.get_item("edetail.persist_asked").unwrap(), None);
+        return;
+    }
+    // Granted or not is the browser's call; the answer must reach the status.
+    assert!(
+        wait_for(3_000, || t.status().persisted.is_some()).await,
+        "{:?}",
+        t.status()
+    );
+    assert_eq!(
+        ls.get_item("edetail.persist_asked").unwrap().as_deref(),
+        Some("1")
+    );
+    // The next start only reads `persisted()`, and reports it too.
+    let t2 = start("persist2");
+    assert!(wait_for(3_000, || t2.status().persisted.is_some()).await);
+}
