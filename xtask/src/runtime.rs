@@ -48,6 +48,8 @@ pub fn run(args: &[String]) -> Result<()> {
         .current_dir(&root)
         .args(["build", "-p", "edetail-runtime", "--lib", "--target", TARGET, "--profile", profile])
         .env("CARGO_TARGET_DIR", &target_dir)
+        // Keep the `target_features` section for wasm-bindgen; wasm-opt strips the rest.
+        .env("CARGO_PROFILE_RELEASE_WASM_STRIP", "false")
         .status()
         .context("running cargo build")?;
     if !status.success() {

@@ -247,8 +247,8 @@ impl Player {
                 }
                 self.entered_at = dom::now_ms();
                 self.question_saved = false;
-                if matches!(self.overlay, Some(Overlay::Overview) | Some(Overlay::References { .. }) | Some(Overlay::Zoom { .. })) {
-                    self.overlay = None;
+                if self.overlay.is_some() && self.overlay != Some(Overlay::Consent) {
+                    self.finish_overlay();
                 }
                 true
             }
@@ -256,7 +256,11 @@ impl Player {
     }
 
     fn open(&mut self, ov: Overlay) {
-        if let Some(Ok(a)) = dom::document()
+        if self.overlay.is_some() {
+            // One overlay at a time (a citation inside a popup opens the references):
+            // the first one's close events still go out; focus returns to its opener.
+            self.finish_overlay();
+        } else if let Some(Ok(a)) = dom::document()
             .active_element()
             .map(|e| e.dyn_into::<HtmlElement>())
         {
@@ -281,6 +285,14 @@ impl Player {
     }
 
     fn close(&mut self) {
+        self.finish_overlay();
+        if let Some(f) = self.return_focus.take() {
+            let _ = f.focus();
+        }
+    }
+
+    /// Take the open overlay down, emitting its closing events.
+    fn finish_overlay(&mut self) {
         match self.overlay.take() {
             Some(Overlay::Popup { id, opened }) => self.emit(EventKind::PopupClose {
                 component_id: id,
@@ -292,9 +304,6 @@ impl Player {
                 }
             }
             _ => {}
-        }
-        if let Some(f) = self.return_focus.take() {
-            let _ = f.focus();
         }
     }
 
@@ -316,7 +325,7 @@ impl Player {
             return false;
         };
         // Only the current slide reacts (neighbours are inert anyway).
-        if el.closest(".slide.is-current").ok().flatten().is_none() {
+        if el.closest(".slide.is-current, .overlay.popup").ok().flatten().is_none() {
             return false;
         }
         let id = el.get_attribute("data-component").unwrap_or_default();
@@ -1117,6 +1126,11 @@ impl Player {
         {
             mounted.push((n.to_string(), "is-next"));
         }
+        let logo = b
+            .theme
+            .logo
+            .as_deref()
+            .and_then(|p| crate::options::asset_url(&ctx.props().loaded.base, p));
         let slides = mounted.into_iter().filter_map(|(id, pos)| {
             let s = b.slide(&id)?;
             let html = self.html.get(&id).cloned().unwrap_or_default();
@@ -1133,6 +1147,10 @@ impl Player {
                     inert={!current}
                     aria-hidden={(!current).then_some("true")}>
                     <div class="slide-body">{ Html::from_html_unchecked(html) }</div>
+                    <footer class="slide-foot" aria-hidden="true">
+                        <span class="code">{ &b.approval.code }</span>
+                        if let Some(logo) = &logo { <img class="logo" src={logo.clone()} alt="" /> }
+                    </footer>
                 </section>
             })
         });
@@ -1386,7 +1404,7 @@ impl Player {
                 let Some(Component::Popup { title, html, .. }) = self.current_components(ctx).iter().find(|c| c.id() == id) else {
                     return html! {};
                 };
-                let body = html! { <div class="dialog-body prose">{ Html::from_html_unchecked(AttrValue::from(enhance::rewrite_assets(html, &l.base))) }</div> };
+                let body = html! { <div class="dialog-body prose" onclick={link.callback(Msg::SlideClick)}>{ Html::from_html_unchecked(AttrValue::from(enhance::rewrite_assets(html, &l.base))) }</div> };
                 self.dialog(ctx, "popup", title.clone(), "popup", body, true)
             }
             Overlay::References { highlight } => {
