@@ -173,9 +173,10 @@ fn load_device_id(ctx: &SessionContext) -> String {
 
 fn viewport() -> Option<String> {
     let w = web_sys::window()?;
-    let width = w.inner_width().ok()?.as_f64()?;
-    let height = w.inner_height().ok()?.as_f64()?;
-    Some(format!("{width:.0}x{height:.0}"))
+    // Integers only: float formatting would add ~10 KB of wasm.
+    let width = w.inner_width().ok()?.as_f64()? as i64;
+    let height = w.inner_height().ok()?.as_f64()? as i64;
+    Some(format!("{width}x{height}"))
 }
 
 fn user_agent() -> Option<String> {
@@ -833,8 +834,9 @@ impl Tracker {
             .backoff
             .fail(js_sys::Math::random(), retry_after_ms);
         self.set_error(Some(format!(
-            "{error}; retrying in {:.1} s",
-            delay as f64 / 1000.0
+            "{error}; retrying in {}.{} s",
+            delay / 1000,
+            (delay % 1000) / 100
         )));
         let weak = Rc::downgrade(&self.0);
         let h = web::set_timeout(u32::try_from(delay).unwrap_or(u32::MAX), move || {
