@@ -31,7 +31,9 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use edetail_authoring::{CompileOptions, compile, render_human};
-use edetail_format::ingest::{BatchResponse, EventResult, EventStatus, MAX_BATCH_BYTES, decode_batch};
+use edetail_format::ingest::{
+    BatchResponse, EventResult, EventStatus, MAX_BATCH_BYTES, decode_batch,
+};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -71,7 +73,10 @@ struct State {
 pub fn run(c: Command) -> anyhow::Result<ExitCode> {
     let Command::Preview(args) = c;
     if !args.deck.join("deck.toml").is_file() {
-        anyhow::bail!("{} is not a deck folder (no deck.toml)", args.deck.display());
+        anyhow::bail!(
+            "{} is not a deck folder (no deck.toml)",
+            args.deck.display()
+        );
     }
     let www = match &args.www {
         Some(w) => w.clone(),
@@ -88,7 +93,11 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
     let listener = TcpListener::bind(("127.0.0.1", args.port))
         .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
     let url = format!("http://127.0.0.1:{}/", args.port);
-    println!("preview: {url}  (deck {}, runtime {})", args.deck.display(), www.display());
+    println!(
+        "preview: {url}  (deck {}, runtime {})",
+        args.deck.display(),
+        www.display()
+    );
     println!("watching for changes; Ctrl-C to stop");
 
     {
@@ -137,7 +146,9 @@ fn default_www() -> PathBuf {
 /// A cheap change signature of the deck folder: (path, mtime, size) of every file.
 fn fingerprint(dir: &Path) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
     fn walk(dir: &Path, out: &mut Vec<(PathBuf, Option<SystemTime>, u64)>, depth: u32) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in rd.flatten() {
             let p = e.path();
             let name = e.file_name();
@@ -187,7 +198,11 @@ fn rebuild(deck: &Path, state: &Mutex<State>) {
             bundle.deck.version,
             bundle.slides.len(),
             started.elapsed().as_millis(),
-            if compiled.diagnostics.is_empty() { String::new() } else { format!("\n{text}") }
+            if compiled.diagnostics.is_empty() {
+                String::new()
+            } else {
+                format!("\n{text}")
+            }
         );
     } else {
         s.ok = false;
@@ -233,10 +248,21 @@ fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<Request>> {
         .unwrap_or(0);
     let mut body = vec![0; len.min(MAX_BATCH_BYTES + 1)];
     reader.read_exact(&mut body)?;
-    Ok(Some(Request { method, path, headers, body }))
+    Ok(Some(Request {
+        method,
+        path,
+        headers,
+        body,
+    }))
 }
 
-fn respond(stream: &mut TcpStream, status: &str, ctype: &str, body: &[u8], extra: &str) -> std::io::Result<()> {
+fn respond(
+    stream: &mut TcpStream,
+    status: &str,
+    ctype: &str,
+    body: &[u8],
+    extra: &str,
+) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n{extra}\r\n",
         body.len()
@@ -270,7 +296,9 @@ fn content_type(path: &str) -> &'static str {
 fn safe_rel(path: &str) -> Option<String> {
     let p = path.split(['?', '#']).next().unwrap_or_default();
     let p = p.trim_start_matches('/');
-    if p.split('/').any(|seg| seg == ".." || seg.contains('\\') || seg.contains('\0')) {
+    if p.split('/')
+        .any(|seg| seg == ".." || seg.contains('\\') || seg.contains('\0'))
+    {
         return None;
     }
     Some(p.to_string())
@@ -292,8 +320,15 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>, www: &Path) -> std::io::R
         ),
         ("GET", "/__preview/status") => {
             let s = state.lock().unwrap_or_else(|p| p.into_inner());
-            let body = serde_json::json!({"version": s.version, "ok": s.ok, "diagnostics": s.diagnostics});
-            respond(&mut stream, "200 OK", "application/json", body.to_string().as_bytes(), "")
+            let body =
+                serde_json::json!({"version": s.version, "ok": s.ok, "diagnostics": s.diagnostics});
+            respond(
+                &mut stream,
+                "200 OK",
+                "application/json",
+                body.to_string().as_bytes(),
+                "",
+            )
         }
         ("POST", "/api/v1/events") => ingest(&mut stream, &req, state),
         ("GET", r) if r.starts_with("/bundle/") => {
@@ -305,13 +340,25 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>, www: &Path) -> std::io::R
                     drop(s);
                     respond(&mut stream, "200 OK", content_type(&rel), &b, "")
                 }
-                None => respond(&mut stream, "404 Not Found", "text/plain", b"not in the bundle", ""),
+                None => respond(
+                    &mut stream,
+                    "404 Not Found",
+                    "text/plain",
+                    b"not in the bundle",
+                    "",
+                ),
             }
         }
         ("GET", r) if r == "/app" || r.starts_with("/app/") => {
             let rel = safe_rel(r.strip_prefix("/app").unwrap_or_default());
             let Some(mut rel) = rel else {
-                return respond(&mut stream, "400 Bad Request", "text/plain", b"bad path", "");
+                return respond(
+                    &mut stream,
+                    "400 Bad Request",
+                    "text/plain",
+                    b"bad path",
+                    "",
+                );
             };
             if rel.is_empty() {
                 rel = "index.html".into();
@@ -334,17 +381,30 @@ fn ingest(stream: &mut TcpStream, req: &Request, state: &Mutex<State>) -> std::i
         .any(|(k, v)| k == "content-type" && v.starts_with("application/json"));
     if !json_ct {
         let body = br#"{"error":"unsupported_media_type","message":"send application/json"}"#;
-        return respond(stream, "415 Unsupported Media Type", "application/json", body, "");
+        return respond(
+            stream,
+            "415 Unsupported Media Type",
+            "application/json",
+            body,
+            "",
+        );
     }
     if req.headers.iter().any(|(k, _)| k == "content-encoding") {
-        let body = br#"{"error":"malformed","message":"the preview server takes uncompressed batches"}"#;
+        let body =
+            br#"{"error":"malformed","message":"the preview server takes uncompressed batches"}"#;
         return respond(stream, "400 Bad Request", "application/json", body, "");
     }
     let batch = match decode_batch(&req.body) {
         Ok(b) => b,
         Err(e) => {
             let body = serde_json::json!({"error": "malformed", "message": e.to_string()});
-            return respond(stream, "400 Bad Request", "application/json", body.to_string().as_bytes(), "");
+            return respond(
+                stream,
+                "400 Bad Request",
+                "application/json",
+                body.to_string().as_bytes(),
+                "",
+            );
         }
     };
     let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
@@ -363,13 +423,21 @@ fn ingest(stream: &mut TcpStream, req: &Request, state: &Mutex<State>) -> std::i
                 );
                 EventResult {
                     id,
-                    status: if dup { EventStatus::Duplicate } else { EventStatus::Accepted },
+                    status: if dup {
+                        EventStatus::Duplicate
+                    } else {
+                        EventStatus::Accepted
+                    },
                     reason: None,
                 }
             }
             Err(e) => {
                 println!("event rejected {id}: {e}");
-                EventResult { id, status: EventStatus::Rejected, reason: Some(e.to_string()) }
+                EventResult {
+                    id,
+                    status: EventStatus::Rejected,
+                    reason: Some(e.to_string()),
+                }
             }
         })
         .collect();

@@ -6,8 +6,16 @@ use edetail_format::bundle::{Bundle, BundleError, WindowStatus, verify_and_parse
 /// Why the player refuses to present (shown full-screen, localized).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Refusal {
-    Expired { code: String, from: String, until: String },
-    NotYetValid { code: String, from: String, until: String },
+    Expired {
+        code: String,
+        from: String,
+        until: String,
+    },
+    NotYetValid {
+        code: String,
+        from: String,
+        until: String,
+    },
     /// Bundle, slide or asset hash mismatch.
     Integrity(String),
     UnsupportedSchema(String),

@@ -119,6 +119,8 @@ pub enum K {
     Progress,
     Menu,
     StepHint,
+    Retry,
+    MandatoryMissed,
 }
 
 /// The fixed string for `k` in `lang`.
@@ -145,7 +147,9 @@ fn en(k: K) -> &'static str {
         RefusedTitle => "This presentation cannot be shown",
         Expired => "Its approval has expired.",
         NotYetValid => "Its approval period has not begun yet.",
-        HashMismatch => "Its content failed the integrity check: it may have been altered or damaged.",
+        HashMismatch => {
+            "Its content failed the integrity check: it may have been altered or damaged."
+        }
         UnsupportedSchema => "It was made for a different version of the player. Update the app.",
         LoadFailed => "It could not be loaded. Check the connection and try again.",
         NoBundle => "No presentation was named in the link.",
@@ -193,7 +197,9 @@ fn en(k: K) -> &'static str {
         Never => "never",
         SyncError => "Sync problem",
         ConsentTitle => "May we record how you use this content?",
-        ConsentBody => "We record which slides you view and what you interact with to improve our materials. Declining changes nothing about what you can see.",
+        ConsentBody => {
+            "We record which slides you view and what you interact with to improve our materials. Declining changes nothing about what you can see."
+        }
         Accept => "Accept",
         Decline => "Decline",
         AskQuestion => "Ask a question",
@@ -218,6 +224,8 @@ fn en(k: K) -> &'static str {
         Progress => "Progress",
         Menu => "Menu",
         StepHint => "More on this slide",
+        Retry => "Try again",
+        MandatoryMissed => "Mandatory slides not shown",
     }
 }
 
@@ -285,7 +293,9 @@ fn ko(k: K) -> &'static str {
         Never => "없음",
         SyncError => "동기화 문제",
         ConsentTitle => "이용 기록 수집에 동의하시겠습니까?",
-        ConsentBody => "자료 개선을 위해 열람한 슬라이드와 상호작용을 기록합니다. 거부하셔도 모든 내용을 보실 수 있습니다.",
+        ConsentBody => {
+            "자료 개선을 위해 열람한 슬라이드와 상호작용을 기록합니다. 거부하셔도 모든 내용을 보실 수 있습니다."
+        }
         Accept => "동의",
         Decline => "거부",
         AskQuestion => "질문하기",
@@ -310,6 +320,8 @@ fn ko(k: K) -> &'static str {
         Progress => "진행",
         Menu => "메뉴",
         StepHint => "이 슬라이드에 내용이 더 있습니다",
+        Retry => "다시 시도",
+        MandatoryMissed => "표시하지 않은 필수 슬라이드",
     }
 }
 

@@ -14,9 +14,9 @@ pub mod scale;
 pub mod sequence;
 pub mod summary;
 pub mod swipe;
-pub mod tracking;
 #[cfg(test)]
 mod testutil;
+pub mod tracking;
 
 #[cfg(target_arch = "wasm32")]
 mod web;

@@ -140,6 +140,7 @@ impl Nav {
         }
     }
 
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Outcome {
         if self.step < self.steps_of(&self.current) {
             self.step += 1;

@@ -101,7 +101,12 @@ mod tests {
 
     #[test]
     fn never_crops_and_survives_garbage() {
-        for (w, h) in [(1366.0, 968.0), (320.0, 480.0), (2560.0, 1300.0), (700.0, 300.0)] {
+        for (w, h) in [
+            (1366.0, 968.0),
+            (320.0, 480.0),
+            (2560.0, 1300.0),
+            (700.0, 300.0),
+        ] {
             let f = fit(w, h);
             assert!(f.canvas_w * f.scale <= w + 1e-9 && f.canvas_h * f.scale <= h + 1e-9);
             assert!(f.left >= -1e-9 && f.top >= -1e-9);

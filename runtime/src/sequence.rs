@@ -179,8 +179,14 @@ mod tests {
         assert_eq!(s, ids(&["a", "b", "c"]));
         assert_eq!(shift(&mut s, 3, 1), Err(EditError::OutOfRange));
         assert_eq!(add(&b, &mut s, "d"), Ok(()));
-        assert_eq!(add(&b, &mut s, "d"), Err(EditError::AlreadyPresent("d".into())));
-        assert_eq!(add(&b, &mut s, "zz"), Err(EditError::UnknownSlide("zz".into())));
+        assert_eq!(
+            add(&b, &mut s, "d"),
+            Err(EditError::AlreadyPresent("d".into()))
+        );
+        assert_eq!(
+            add(&b, &mut s, "zz"),
+            Err(EditError::UnknownSlide("zz".into()))
+        );
         assert_eq!(s, ids(&["a", "b", "c", "d"]));
     }
 

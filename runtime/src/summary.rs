@@ -92,9 +92,26 @@ mod tests {
     fn builds_summary_in_order() {
         let mut s = CallSummary::default();
         s.record(&view("a", 1000));
-        s.record(&ev("b", EventKind::Reaction { value: 1, key_message: Some("k".into()) }));
-        s.record(&ev("b", EventKind::Reaction { value: -1, key_message: None }));
-        s.record(&ev("b", EventKind::Question { text: "Dose in CKD?".into() }));
+        s.record(&ev(
+            "b",
+            EventKind::Reaction {
+                value: 1,
+                key_message: Some("k".into()),
+            },
+        ));
+        s.record(&ev(
+            "b",
+            EventKind::Reaction {
+                value: -1,
+                key_message: None,
+            },
+        ));
+        s.record(&ev(
+            "b",
+            EventKind::Question {
+                text: "Dose in CKD?".into(),
+            },
+        ));
         s.record(&view("b", 2500));
         s.record(&ev("b", EventKind::IsiOpen {}));
         assert_eq!(s.views, vec![("a".into(), 1000), ("b".into(), 2500)]);

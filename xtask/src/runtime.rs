@@ -31,7 +31,9 @@ pub fn run(args: &[String]) -> Result<()> {
                 opt = false;
             }
             "--no-opt" => opt = false,
-            other => bail!("unknown option `{other}` (usage: cargo xtask runtime [--dev] [--no-opt])"),
+            other => {
+                bail!("unknown option `{other}` (usage: cargo xtask runtime [--dev] [--no-opt])")
+            }
         }
     }
     let root = workspace_root();
@@ -40,13 +42,26 @@ pub fn run(args: &[String]) -> Result<()> {
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let target_dir = if target_dir.is_relative() { root.join(target_dir) } else { target_dir };
+    let target_dir = if target_dir.is_relative() {
+        root.join(target_dir)
+    } else {
+        target_dir
+    };
 
     eprintln!("==> cargo build ({profile}, {TARGET})");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&root)
-        .args(["build", "-p", "edetail-runtime", "--lib", "--target", TARGET, "--profile", profile])
+        .args([
+            "build",
+            "-p",
+            "edetail-runtime",
+            "--lib",
+            "--target",
+            TARGET,
+            "--profile",
+            profile,
+        ])
         .env("CARGO_TARGET_DIR", &target_dir)
         // Keep the `target_features` section for wasm-bindgen; wasm-opt strips the rest.
         .env("CARGO_PROFILE_RELEASE_WASM_STRIP", "false")
@@ -117,7 +132,10 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let files = write_precache(&dist)?;
     report_sizes(&dist, &files)?;
-    eprintln!("done: serve {} at /app/ (see docs/runtime.md)", dist.display());
+    eprintln!(
+        "done: serve {} at /app/ (see docs/runtime.md)",
+        dist.display()
+    );
     Ok(())
 }
 
@@ -126,13 +144,18 @@ fn check_wasm_bindgen(root: &Path) -> Result<String> {
     let lock = std::fs::read_to_string(root.join("Cargo.lock")).context("reading Cargo.lock")?;
     let locked = locked_version(&lock, "wasm-bindgen")
         .context("Cargo.lock has no `wasm-bindgen` package: run `cargo check -p edetail-runtime --target wasm32-unknown-unknown` first")?;
-    let install = format!("install it with: cargo install wasm-bindgen-cli --version ={locked} --locked");
+    let install =
+        format!("install it with: cargo install wasm-bindgen-cli --version ={locked} --locked");
     let out = Command::new("wasm-bindgen")
         .arg("--version")
         .output()
         .with_context(|| format!("wasm-bindgen is not installed; {install}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let cli = text.split_whitespace().nth(1).unwrap_or_default().to_string();
+    let cli = text
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
     if cli != locked {
         bail!(
             "wasm-bindgen CLI is {} but Cargo.lock has wasm-bindgen {locked}; {install}",
@@ -160,7 +183,11 @@ pub fn locked_version(lock: &str, name: &str) -> Option<String> {
 
 fn ensure_wasm_opt(root: &Path) -> Result<PathBuf> {
     let tools = root.join(".tools");
-    let bin = tools.join("node_modules").join("binaryen").join("bin").join("wasm-opt");
+    let bin = tools
+        .join("node_modules")
+        .join("binaryen")
+        .join("bin")
+        .join("wasm-opt");
     let installed = tools
         .join("node_modules")
         .join("binaryen")
@@ -173,7 +200,13 @@ fn ensure_wasm_opt(root: &Path) -> Result<PathBuf> {
         std::fs::create_dir_all(&tools)?;
         std::fs::write(tools.join(".gitignore"), "*\n")?;
         let status = Command::new("npm")
-            .args(["install", "--no-save", "--no-audit", "--no-fund", "--prefix"])
+            .args([
+                "install",
+                "--no-save",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+            ])
             .arg(&tools)
             .arg(format!("binaryen@{BINARYEN_VERSION}"))
             .status()
@@ -232,7 +265,10 @@ fn write_precache(dist: &Path) -> Result<Vec<String>> {
     let mut listed = vec!["./".to_string()];
     listed.extend(files.iter().cloned());
     let json = serde_json::json!({ "version": version, "files": listed });
-    std::fs::write(dist.join("precache.json"), serde_json::to_vec_pretty(&json)?)?;
+    std::fs::write(
+        dist.join("precache.json"),
+        serde_json::to_vec_pretty(&json)?,
+    )?;
     Ok(files)
 }
 
@@ -285,8 +321,14 @@ mod tests {
     #[test]
     fn finds_locked_versions() {
         let lock = "[[package]]\nname = \"wasm-bindgen\"\nversion = \"0.2.130\"\n\n[[package]]\nname = \"wasm-bindgen-futures\"\nversion = \"0.4.1\"\n";
-        assert_eq!(locked_version(lock, "wasm-bindgen").as_deref(), Some("0.2.130"));
-        assert_eq!(locked_version(lock, "wasm-bindgen-futures").as_deref(), Some("0.4.1"));
+        assert_eq!(
+            locked_version(lock, "wasm-bindgen").as_deref(),
+            Some("0.2.130")
+        );
+        assert_eq!(
+            locked_version(lock, "wasm-bindgen-futures").as_deref(),
+            Some("0.4.1")
+        );
         assert_eq!(locked_version(lock, "yew"), None);
         assert_eq!(locked_version("name = \"x\"", "x"), None);
     }

@@ -104,7 +104,11 @@ pub fn safe_color(c: &str, fallback: &'static str) -> String {
     let ok = c.starts_with('#')
         && (c.len() == 4 || c.len() == 7)
         && c[1..].bytes().all(|b| b.is_ascii_hexdigit());
-    if ok { c.to_string() } else { fallback.to_string() }
+    if ok {
+        c.to_string()
+    } else {
+        fallback.to_string()
+    }
 }
 
 /// A font-family list without characters that could end the declaration.

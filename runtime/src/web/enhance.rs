@@ -24,7 +24,10 @@ pub struct AnswerState {
 pub fn rewrite_assets(html: &str, base: &str) -> String {
     let mut s = html.to_string();
     for attr in ["src", "poster", "href"] {
-        s = s.replace(&format!("{attr}=\"assets/"), &format!("{attr}=\"{base}assets/"));
+        s = s.replace(
+            &format!("{attr}=\"assets/"),
+            &format!("{attr}=\"{base}assets/"),
+        );
     }
     s
 }
@@ -70,17 +73,21 @@ pub fn enhance(
     let _ = slide.set_attribute("data-enhanced", "1");
     let doc = super::dom::document();
     // Citations and zoomable images are not natively focusable: make them operable.
-    each(slide, "sup.cite[data-component], img.ed-image[data-component]", |e| {
-        let _ = e.set_attribute("tabindex", "0");
-        let _ = e.set_attribute("role", "button");
-        if e.tag_name().eq_ignore_ascii_case("sup") {
-            let n = e.text_content().unwrap_or_default();
-            let n: u32 = n.trim().parse().unwrap_or(0);
-            let _ = e.set_attribute("aria-label", &crate::i18n::reference_label(lang, n));
-        } else {
-            let _ = e.set_attribute("data-zoom", "1");
-        }
-    });
+    each(
+        slide,
+        "sup.cite[data-component], img.ed-image[data-component]",
+        |e| {
+            let _ = e.set_attribute("tabindex", "0");
+            let _ = e.set_attribute("role", "button");
+            if e.tag_name().eq_ignore_ascii_case("sup") {
+                let n = e.text_content().unwrap_or_default();
+                let n: u32 = n.trim().parse().unwrap_or(0);
+                let _ = e.set_attribute("aria-label", &crate::i18n::reference_label(lang, n));
+            } else {
+                let _ = e.set_attribute("data-zoom", "1");
+            }
+        },
+    );
     // Charts: a data-table toggle.
     each(slide, "figure.ed-chart[data-component]", |fig| {
         if let Ok(b) = doc.create_element("button") {
@@ -123,7 +130,10 @@ pub fn enhance(
 
 pub fn question_el(slide: &Element, id: &str) -> Option<Element> {
     slide
-        .query_selector(&format!(".ed-question[data-component=\"{}\"]", css_escape(id)))
+        .query_selector(&format!(
+            ".ed-question[data-component=\"{}\"]",
+            css_escape(id)
+        ))
         .ok()
         .flatten()
 }

@@ -56,7 +56,11 @@ pub fn pick_from_catalog(doc: &Value, server: &str, deck: Option<&str>) -> Optio
         } else {
             format!("{server}/{u}")
         };
-        return Some(if abs.ends_with('/') { abs } else { format!("{abs}/") });
+        return Some(if abs.ends_with('/') {
+            abs
+        } else {
+            format!("{abs}/")
+        });
     }
     let hash = entry
         .get("bundle_hash")
@@ -85,7 +89,11 @@ pub async fn load(opts: Options) -> Result<Loaded, Refusal> {
         }
         (None, None) => return Err(Refusal::NoBundle),
     };
-    let auth = if opts.share.is_some() { token.as_deref() } else { None };
+    let auth = if opts.share.is_some() {
+        token.as_deref()
+    } else {
+        None
+    };
     let hash = dom::fetch_text(&format!("{base}bundle.sha256"), auth)
         .await
         .map_err(Refusal::LoadFailed)?;

@@ -32,7 +32,7 @@ pub fn start() {
 }
 
 pub enum Msg {
-    Loaded(Result<Loaded, Refusal>),
+    Loaded(Box<Result<Loaded, Refusal>>),
     Retry,
     PreviewStatus(String),
 }
@@ -59,7 +59,8 @@ impl Component for App {
         let query = dom::window().location().search().unwrap_or_default();
         let opts = Options::from_query(&query);
         let o = opts.clone();
-        ctx.link().send_future(async move { Msg::Loaded(load::load(o).await) });
+        ctx.link()
+            .send_future(async move { Msg::Loaded(Box::new(load::load(o).await)) });
         let poll = opts.live_reload.then(|| {
             let link = ctx.link().clone();
             let cb = Closure::<dyn FnMut()>::new(move || {
@@ -87,20 +88,22 @@ impl Component for App {
 
     fn update(&mut self, ctx: &Context<Self>, msg: Msg) -> bool {
         match msg {
-            Msg::Loaded(Ok(l)) => {
-                let lang = lang_for(&self.opts, &l.bundle.deck.locale);
-                dom::document()
-                    .document_element()
-                    .map(|e| e.set_attribute("lang", lang.tag()));
-                dom::document().set_title(&l.bundle.deck.title);
-                self.state = State::Ready(Rc::new(l));
-            }
-            Msg::Loaded(Err(r)) => self.state = State::Refused(r),
+            Msg::Loaded(r) => match *r {
+                Ok(l) => {
+                    let lang = lang_for(&self.opts, &l.bundle.deck.locale);
+                    dom::document()
+                        .document_element()
+                        .map(|e| e.set_attribute("lang", lang.tag()));
+                    dom::document().set_title(&l.bundle.deck.title);
+                    self.state = State::Ready(Rc::new(l));
+                }
+                Err(r) => self.state = State::Refused(r),
+            },
             Msg::Retry => {
                 self.state = State::Loading;
                 let o = self.opts.clone();
                 ctx.link()
-                    .send_future(async move { Msg::Loaded(load::load(o).await) });
+                    .send_future(async move { Msg::Loaded(Box::new(load::load(o).await)) });
             }
             Msg::PreviewStatus(s) => {
                 let v: serde_json::Value = serde_json::from_str(&s).unwrap_or_default();
@@ -187,10 +190,18 @@ pub fn refusal_screen(r: &Refusal, lang: Lang, retry: Callback<MouseEvent>) -> H
             )),
             false,
         ),
-        Refusal::Integrity(m) => ("integrity", t(lang, K::HashMismatch), Some(m.clone()), false),
-        Refusal::UnsupportedSchema(m) => {
-            ("schema", t(lang, K::UnsupportedSchema), Some(m.clone()), false)
-        }
+        Refusal::Integrity(m) => (
+            "integrity",
+            t(lang, K::HashMismatch),
+            Some(m.clone()),
+            false,
+        ),
+        Refusal::UnsupportedSchema(m) => (
+            "schema",
+            t(lang, K::UnsupportedSchema),
+            Some(m.clone()),
+            false,
+        ),
         Refusal::LoadFailed(m) => ("load", t(lang, K::LoadFailed), Some(m.clone()), true),
         Refusal::NoBundle => ("no-bundle", t(lang, K::NoBundle), None, false),
     };
@@ -202,7 +213,7 @@ pub fn refusal_screen(r: &Refusal, lang: Lang, retry: Callback<MouseEvent>) -> H
                 <p class="refusal-reason">{ reason }</p>
                 if let Some(d) = detail { <p class="refusal-detail">{ d }</p> }
                 if can_retry {
-                    <button class="btn primary" data-testid="retry" onclick={retry}>{ "↻" }</button>
+                    <button class="btn primary" data-testid="retry" onclick={retry}>{ "↻ " }{ t(lang, K::Retry) }</button>
                 }
             </div>
         </main>

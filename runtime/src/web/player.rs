@@ -179,7 +179,14 @@ impl Player {
         }
     }
 
-    fn start_tracker(&mut self, ctx: &Context<Self>, channel: Channel, hcp: Option<String>, allowed: bool, sequence: Option<String>) {
+    fn start_tracker(
+        &mut self,
+        ctx: &Context<Self>,
+        channel: Channel,
+        hcp: Option<String>,
+        allowed: bool,
+        sequence: Option<String>,
+    ) {
         let l = &ctx.props().loaded;
         let b = &l.bundle;
         let mode = match self.mode {
@@ -241,7 +248,9 @@ impl Player {
                         tr.enter_slide(&s.id, &s.content_hash, via);
                     }
                     self.announce = match self.nav.position() {
-                        Some(n) => i18n::slide_announcement(self.lang, n, self.nav.total(), &s.title),
+                        Some(n) => {
+                            i18n::slide_announcement(self.lang, n, self.nav.total(), &s.title)
+                        }
                         None => i18n::detail_announcement(self.lang, &s.title),
                     };
                 }
@@ -267,7 +276,9 @@ impl Player {
             self.return_focus = Some(a);
         }
         match &ov {
-            Overlay::Popup { id, .. } => self.emit(EventKind::PopupOpen { component_id: id.clone() }),
+            Overlay::Popup { id, .. } => self.emit(EventKind::PopupOpen {
+                component_id: id.clone(),
+            }),
             Overlay::References { highlight: None } => self.emit(EventKind::ReferencesOpen {}),
             Overlay::Isi => {
                 self.isi_depth = 0;
@@ -298,10 +309,10 @@ impl Player {
                 component_id: id,
                 open_ms: (dom::now_ms() - opened).max(0.0) as u64,
             }),
-            Some(Overlay::Isi) => {
-                if self.isi_depth > 0 {
-                    self.emit(EventKind::IsiScroll { depth_pct: self.isi_depth.min(100) });
-                }
+            Some(Overlay::Isi) if self.isi_depth > 0 => {
+                self.emit(EventKind::IsiScroll {
+                    depth_pct: self.isi_depth.min(100),
+                });
             }
             _ => {}
         }
@@ -325,38 +336,71 @@ impl Player {
             return false;
         };
         // Only the current slide reacts (neighbours are inert anyway).
-        if el.closest(".slide.is-current, .overlay.popup").ok().flatten().is_none() {
+        if el
+            .closest(".slide.is-current, .overlay.popup")
+            .ok()
+            .flatten()
+            .is_none()
+        {
             return false;
         }
         let id = el.get_attribute("data-component").unwrap_or_default();
-        let Some(c) = self.current_components(ctx).iter().find(|c| c.id() == id).cloned() else {
+        let Some(c) = self
+            .current_components(ctx)
+            .iter()
+            .find(|c| c.id() == id)
+            .cloned()
+        else {
             return false;
         };
         match c {
             Component::Citation { reference, .. } => {
-                self.emit(EventKind::CitationOpen { component_id: id, reference_id: reference.clone() });
-                self.open(Overlay::References { highlight: Some(reference) });
+                self.emit(EventKind::CitationOpen {
+                    component_id: id,
+                    reference_id: reference.clone(),
+                });
+                self.open(Overlay::References {
+                    highlight: Some(reference),
+                });
                 true
             }
-            Component::Link { target, drilldown, .. } => {
+            Component::Link {
+                target, drilldown, ..
+            } => {
                 e.prevent_default();
-                self.emit(EventKind::LinkFollow { component_id: id, target: target.clone(), drilldown });
+                self.emit(EventKind::LinkFollow {
+                    component_id: id,
+                    target: target.clone(),
+                    drilldown,
+                });
                 let out = self.nav.follow(&target);
-                let via = if drilldown { NavVia::Drilldown } else { NavVia::Link };
+                let via = if drilldown {
+                    NavVia::Drilldown
+                } else {
+                    NavVia::Link
+                };
                 self.after(ctx, out, via)
             }
             Component::Popup { .. } => {
-                self.open(Overlay::Popup { id, opened: dom::now_ms() });
+                self.open(Overlay::Popup {
+                    id,
+                    opened: dom::now_ms(),
+                });
                 true
             }
-            Component::Tabs { accordion, tabs, .. } => {
+            Component::Tabs {
+                accordion, tabs, ..
+            } => {
                 if accordion {
                     if let Some(d) = dom::closest(target, "summary")
                         .and_then(|s| s.parent_element())
                         .filter(|d| !d.has_attribute("open"))
                         && let Some(tab) = d.get_attribute("data-tab")
                     {
-                        self.emit(EventKind::TabSelect { component_id: id, tab_id: tab });
+                        self.emit(EventKind::TabSelect {
+                            component_id: id,
+                            tab_id: tab,
+                        });
                     }
                     return false;
                 }
@@ -368,14 +412,20 @@ impl Player {
                     return false;
                 }
                 select_tab(&el, &tab);
-                self.emit(EventKind::TabSelect { component_id: id, tab_id: tab });
+                self.emit(EventKind::TabSelect {
+                    component_id: id,
+                    tab_id: tab,
+                });
                 false
             }
             Component::Chart { .. } => {
                 if let Some(b) = dom::closest(target.clone(), "[data-act=table]") {
                     let on = el.class_list().toggle("show-table").unwrap_or(false);
                     let _ = b.set_attribute("aria-pressed", if on { "true" } else { "false" });
-                    b.set_text_content(Some(t(self.lang, if on { K::ShowChart } else { K::ShowTable })));
+                    b.set_text_content(Some(t(
+                        self.lang,
+                        if on { K::ShowChart } else { K::ShowTable },
+                    )));
                     self.emit(EventKind::ChartInteraction {
                         component_id: id,
                         action: if on { "table" } else { "chart" }.into(),
@@ -395,7 +445,8 @@ impl Player {
                 false
             }
             Component::Image { src, alt, zoom, .. } => {
-                if zoom && let Some(url) = crate::options::asset_url(&ctx.props().loaded.base, &src) {
+                if zoom && let Some(url) = crate::options::asset_url(&ctx.props().loaded.base, &src)
+                {
                     self.emit(EventKind::Zoom { component_id: id });
                     self.open(Overlay::Zoom { src: url, alt });
                     return true;
@@ -407,7 +458,15 @@ impl Player {
     }
 
     fn question_click(&mut self, q: &Element, c: &Component, target: Option<web_sys::EventTarget>) {
-        let Component::Question { id, purpose, kind, options, correct, .. } = c else {
+        let Component::Question {
+            id,
+            purpose,
+            kind,
+            options,
+            correct,
+            ..
+        } = c
+        else {
             return;
         };
         let state = self.answers.entry(id.clone()).or_default();
@@ -483,7 +542,11 @@ impl Player {
                 }
                 .into(),
                 options_shown: options.iter().map(|o| o.id.clone()).collect(),
-                selected: if *kind == QuestionKind::Rating { vec![] } else { state.selected.clone() },
+                selected: if *kind == QuestionKind::Rating {
+                    vec![]
+                } else {
+                    state.selected.clone()
+                },
                 rating,
                 text: state.text.clone(),
                 correct: state.correct,
@@ -494,7 +557,10 @@ impl Player {
     }
 
     fn media(&mut self, e: web_sys::Event) {
-        let Some(v) = e.target().and_then(|t| t.dyn_into::<web_sys::HtmlMediaElement>().ok()) else {
+        let Some(v) = e
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::HtmlMediaElement>().ok())
+        else {
             return;
         };
         let Some(id) = v.get_attribute("data-component") else {
@@ -522,7 +588,12 @@ impl Player {
             }
             _ => return,
         };
-        self.emit(EventKind::Video { component_id: id, action: action.into(), position_ms: pos, quartile });
+        self.emit(EventKind::Video {
+            component_id: id,
+            action: action.into(),
+            position_ms: pos,
+            quartile,
+        });
     }
 
     fn key(&mut self, ctx: &Context<Self>, e: KeyboardEvent) -> bool {
@@ -549,8 +620,12 @@ impl Player {
                 let f = dom::focusables(&d);
                 let active = dom::document().active_element();
                 if let (Some(first), Some(last)) = (f.first(), f.last()) {
-                    let at_first = active.as_ref().is_some_and(|a| a == first.unchecked_ref::<Element>());
-                    let at_last = active.as_ref().is_some_and(|a| a == last.unchecked_ref::<Element>());
+                    let at_first = active
+                        .as_ref()
+                        .is_some_and(|a| a == first.unchecked_ref::<Element>());
+                    let at_last = active
+                        .as_ref()
+                        .is_some_and(|a| a == last.unchecked_ref::<Element>());
                     let outside = !active.as_ref().is_some_and(|a| d.contains(Some(a)));
                     if e.shift_key() && (at_first || outside) {
                         e.prevent_default();
@@ -567,12 +642,20 @@ impl Player {
             return false;
         }
         let target = e.target();
-        if dom::closest(target.clone(), "input,textarea,select,[contenteditable],.tray,.inspector").is_some() {
+        if dom::closest(
+            target.clone(),
+            "input,textarea,select,[contenteditable],.tray,.inspector",
+        )
+        .is_some()
+        {
             return false;
         }
         let on_control = dom::closest(target.clone(), "button,a,summary,video,[role=button]");
         if matches!(key.as_str(), "Enter" | " ")
-            && let Some(c) = on_control.as_ref().filter(|c| c.has_attribute("data-component") && c.get_attribute("role").as_deref() == Some("button"))
+            && let Some(c) = on_control.as_ref().filter(|c| {
+                c.has_attribute("data-component")
+                    && c.get_attribute("role").as_deref() == Some("button")
+            })
         {
             e.prevent_default();
             if let Some(h) = c.dyn_ref::<HtmlElement>() {
@@ -594,7 +677,11 @@ impl Player {
             _ => return false,
         };
         e.prevent_default();
-        let via = if key == "Backspace" { NavVia::Back } else { via };
+        let via = if key == "Backspace" {
+            NavVia::Back
+        } else {
+            via
+        };
         self.after(ctx, out, via)
     }
 
@@ -604,7 +691,11 @@ impl Player {
         };
         let r = stage.get_bounding_client_rect();
         let f = scale::fit(r.width(), r.height());
-        if (f.scale - self.fit.scale).abs() > 1e-4 || f.canvas_w != self.fit.canvas_w || (f.left - self.fit.left).abs() > 0.5 || (f.top - self.fit.top).abs() > 0.5 {
+        if (f.scale - self.fit.scale).abs() > 1e-4
+            || f.canvas_w != self.fit.canvas_w
+            || (f.left - self.fit.left).abs() > 0.5
+            || (f.top - self.fit.top).abs() > 0.5
+        {
             self.fit = f;
             true
         } else {
@@ -645,7 +736,12 @@ impl yew::Component for Player {
         let html = b
             .slides
             .iter()
-            .map(|s| (s.id.clone(), AttrValue::from(enhance::rewrite_assets(&s.html, &l.base))))
+            .map(|s| {
+                (
+                    s.id.clone(),
+                    AttrValue::from(enhance::rewrite_assets(&s.html, &l.base)),
+                )
+            })
             .collect();
         let steps = b.slides.iter().map(|s| (s.id.clone(), s.steps)).collect();
         let order = sequence::flow_order(b);
@@ -669,14 +765,26 @@ impl yew::Component for Player {
             _ => None,
         };
         let win = dom::window();
-        let w = win.inner_width().ok().and_then(|v| v.as_f64()).unwrap_or(1024.0);
-        let h = win.inner_height().ok().and_then(|v| v.as_f64()).unwrap_or(768.0);
+        let w = win
+            .inner_width()
+            .ok()
+            .and_then(|v| v.as_f64())
+            .unwrap_or(1024.0);
+        let h = win
+            .inner_height()
+            .ok()
+            .and_then(|v| v.as_f64())
+            .unwrap_or(768.0);
         let mut p = Player {
             lang,
             mode,
             html,
             nav,
-            phase: if mode == Mode::MrLed { Phase::StartCall } else { Phase::Presenting },
+            phase: if mode == Mode::MrLed {
+                Phase::StartCall
+            } else {
+                Phase::Presenting
+            },
             overlay: None,
             tray: false,
             inspector: mode == Mode::Preview && w >= 1200.0,
@@ -758,7 +866,13 @@ impl yew::Component for Player {
             Msg::Resize => self.measure(),
             Msg::PointerDown(e) => {
                 let interactive = dom::closest(e.target(), NO_SWIPE).is_some();
-                self.swipe.down(e.pointer_id(), &e.pointer_type(), e.client_x() as f64, e.client_y() as f64, interactive);
+                self.swipe.down(
+                    e.pointer_id(),
+                    &e.pointer_type(),
+                    e.client_x() as f64,
+                    e.client_y() as f64,
+                    interactive,
+                );
                 false
             }
             Msg::PointerUp(e) => {
@@ -766,7 +880,12 @@ impl yew::Component for Player {
                     self.swipe.cancel();
                     return false;
                 }
-                match self.swipe.up(e.pointer_id(), &e.pointer_type(), e.client_x() as f64, e.client_y() as f64) {
+                match self.swipe.up(
+                    e.pointer_id(),
+                    &e.pointer_type(),
+                    e.client_x() as f64,
+                    e.client_y() as f64,
+                ) {
                     Some(Swipe::Next) => {
                         let out = self.nav.next();
                         self.after(ctx, out, NavVia::Swipe)
@@ -829,7 +948,9 @@ impl yew::Component for Player {
                 let hcp = self.hcp.trim().to_string();
                 let valid = hcp.len() <= 64
                     && !hcp.contains('@')
-                    && hcp.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+                    && hcp
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
                 if !valid {
                     self.hcp_error = true;
                     return true;
@@ -838,13 +959,24 @@ impl yew::Component for Player {
                 let custom = draft != sequence::flow_order(self.b(ctx));
                 let _ = self.nav.set_order(draft);
                 let _ = self.nav.first();
-                let channel = if self.remote { Channel::Remote } else { Channel::MrLed };
+                let channel = if self.remote {
+                    Channel::Remote
+                } else {
+                    Channel::MrLed
+                };
                 let seq_name = (custom && !self.seq_name.is_empty()).then(|| self.seq_name.clone());
                 self.summary = CallSummary::default();
-                self.start_tracker(ctx, channel, (!hcp.is_empty()).then_some(hcp), true, seq_name);
+                self.start_tracker(
+                    ctx,
+                    channel,
+                    (!hcp.is_empty()).then_some(hcp),
+                    true,
+                    seq_name,
+                );
                 self.phase = Phase::Presenting;
                 if let Some(s) = self.slide(ctx, self.nav.current()) {
-                    self.announce = i18n::slide_announcement(self.lang, 1, self.nav.total(), &s.title);
+                    self.announce =
+                        i18n::slide_announcement(self.lang, 1, self.nav.total(), &s.title);
                 }
                 true
             }
@@ -868,8 +1000,13 @@ impl yew::Component for Player {
                 true
             }
             Msg::Reaction(v) => {
-                let km = self.slide(ctx, self.nav.current()).and_then(|s| s.key_message.clone());
-                self.emit(EventKind::Reaction { value: v, key_message: km });
+                let km = self
+                    .slide(ctx, self.nav.current())
+                    .and_then(|s| s.key_message.clone());
+                self.emit(EventKind::Reaction {
+                    value: v,
+                    key_message: km,
+                });
                 true
             }
             Msg::SetQuestion(s) => {
@@ -895,7 +1032,11 @@ impl yew::Component for Player {
                 } else if let Some(s) = self.sequences.iter().find(|s| s.name == name) {
                     let r = sequence::reconcile(b, &s.slides);
                     self.seq_notice = (!r.dropped.is_empty()).then(|| {
-                        format!("{}: {}", t(self.lang, K::SlidesDropped), r.dropped.join(", "))
+                        format!(
+                            "{}: {}",
+                            t(self.lang, K::SlidesDropped),
+                            r.dropped.join(", ")
+                        )
                     });
                     self.seq_draft = r.slides;
                     self.seq_name = name;
@@ -926,7 +1067,11 @@ impl yew::Component for Player {
                     return false;
                 }
                 let b = self.b(ctx);
-                let seq = Sequence { name, deck_version: b.deck.version.clone(), slides: self.seq_draft.clone() };
+                let seq = Sequence {
+                    name,
+                    deck_version: b.deck.version.clone(),
+                    slides: self.seq_draft.clone(),
+                };
                 let (all, json) = sequence::save(std::mem::take(&mut self.sequences), seq);
                 dom::local_set(&sequence::storage_key(&b.deck.id), &json);
                 self.sequences = all;
@@ -935,7 +1080,10 @@ impl yew::Component for Player {
             }
             Msg::Consent(granted) => {
                 let deck = self.b(ctx).deck.id.clone();
-                dom::local_set(&consent_key(&deck), if granted { "granted" } else { "declined" });
+                dom::local_set(
+                    &consent_key(&deck),
+                    if granted { "granted" } else { "declined" },
+                );
                 self.consent = Some(granted);
                 if let Some(tr) = &self.tracker {
                     tr.set_consent(granted);
@@ -999,7 +1147,8 @@ impl yew::Component for Player {
             });
             let _ = win.add_event_listener_with_callback("keydown", key.as_ref().unchecked_ref());
             let link = ctx.link().clone();
-            let resize = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| link.send_message(Msg::Resize));
+            let resize =
+                Closure::<dyn FnMut(web_sys::Event)>::new(move |_| link.send_message(Msg::Resize));
             let _ = win.add_event_listener_with_callback("resize", resize.as_ref().unchecked_ref());
             self._listeners.push(key);
             self._listeners.push(resize);
@@ -1012,9 +1161,15 @@ impl yew::Component for Player {
             if !root.has_attribute("data-media") {
                 let _ = root.set_attribute("data-media", "1");
                 let link = ctx.link().clone();
-                let media = Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| link.send_message(Msg::Media(e)));
+                let media = Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
+                    link.send_message(Msg::Media(e))
+                });
                 for ev in ["play", "pause", "seeked", "timeupdate", "ended"] {
-                    let _ = root.add_event_listener_with_callback_and_bool(ev, media.as_ref().unchecked_ref(), true);
+                    let _ = root.add_event_listener_with_callback_and_bool(
+                        ev,
+                        media.as_ref().unchecked_ref(),
+                        true,
+                    );
                 }
                 self._listeners.push(media);
             }
@@ -1039,7 +1194,10 @@ impl yew::Component for Player {
             }
             // Focus must not stay inside a slide that just became inert.
             if let Some(a) = dom::document().active_element()
-                && a.closest(".slide:not(.is-current)").ok().flatten().is_some()
+                && a.closest(".slide:not(.is-current)")
+                    .ok()
+                    .flatten()
+                    .is_some()
                 && let Some(cur) = self.current_slide_el()
             {
                 dom::focus(&cur);
@@ -1161,11 +1319,15 @@ impl Player {
             Some(n) => format!("{n} / {}", self.nav.total()),
             None => slide.map(|s| s.title.clone()).unwrap_or_default(),
         };
-        let progress = self.nav.position().map(|n| n as f64 / self.nav.total() as f64).unwrap_or(0.0);
+        let progress = self
+            .nav
+            .position()
+            .map(|n| n as f64 / self.nav.total() as f64)
+            .unwrap_or(0.0);
         let section = b
             .flow
             .iter()
-            .find(|sec| sec.slides.iter().any(|s| *s == cur))
+            .find(|sec| sec.slides.contains(&cur))
             .map(|sec| sec.title.clone());
         let steps_left = self.nav.step() < self.nav.steps_of(&cur);
         let tray_mode = matches!(self.mode, Mode::MrLed | Mode::Preview);
@@ -1236,7 +1398,13 @@ impl Player {
 
     fn sync_badge(&self) -> Html {
         let s = &self.sync;
-        let state = if s.last_error.is_some() { "error" } else if s.unsynced > 0 { "pending" } else { "ok" };
+        let state = if s.last_error.is_some() {
+            "error"
+        } else if s.unsynced > 0 {
+            "pending"
+        } else {
+            "ok"
+        };
         html! {
             <span class={classes!("sync", state)} data-testid="sync-status" title={s.last_error.clone().unwrap_or_default()}>
                 <span class="dot" aria-hidden="true"></span>
@@ -1370,10 +1538,22 @@ impl Player {
         }
     }
 
-    fn dialog(&self, ctx: &Context<Self>, class: &'static str, title: String, testid: &'static str, body: Html, closable: bool) -> Html {
+    fn dialog(
+        &self,
+        ctx: &Context<Self>,
+        class: &'static str,
+        title: String,
+        testid: &'static str,
+        body: Html,
+        closable: bool,
+    ) -> Html {
         let link = ctx.link();
         let close = link.callback(|_| Msg::Close);
-        let backdrop = if closable { link.callback(|_| Msg::Close) } else { Callback::noop() };
+        let backdrop = if closable {
+            link.callback(|_| Msg::Close)
+        } else {
+            Callback::noop()
+        };
         html! {
             <div class={classes!("overlay", class)} data-testid={testid}>
                 <div class="backdrop" onclick={backdrop}></div>
@@ -1401,18 +1581,26 @@ impl Player {
         let cur = self.nav.current();
         match ov {
             Overlay::Popup { id, .. } => {
-                let Some(Component::Popup { title, html, .. }) = self.current_components(ctx).iter().find(|c| c.id() == id) else {
+                let Some(Component::Popup { title, html, .. }) =
+                    self.current_components(ctx).iter().find(|c| c.id() == id)
+                else {
                     return html! {};
                 };
                 let body = html! { <div class="dialog-body prose" onclick={link.callback(Msg::SlideClick)}>{ Html::from_html_unchecked(AttrValue::from(enhance::rewrite_assets(html, &l.base))) }</div> };
                 self.dialog(ctx, "popup", title.clone(), "popup", body, true)
             }
             Overlay::References { highlight } => {
-                let slide_refs = b.slide(cur).map(|s| s.references.clone()).unwrap_or_default();
+                let slide_refs = b
+                    .slide(cur)
+                    .map(|s| s.references.clone())
+                    .unwrap_or_default();
                 let refs: Vec<_> = if slide_refs.is_empty() {
                     b.references.iter().collect()
                 } else {
-                    b.references.iter().filter(|r| slide_refs.contains(&r.id)).collect()
+                    b.references
+                        .iter()
+                        .filter(|r| slide_refs.contains(&r.id))
+                        .collect()
                 };
                 let body = html! {
                     <ol class="dialog-body refs">
@@ -1431,7 +1619,14 @@ impl Player {
                     }) }
                     </ol>
                 };
-                self.dialog(ctx, "references", t(lang, K::References).into(), "references-panel", body, true)
+                self.dialog(
+                    ctx,
+                    "references",
+                    t(lang, K::References).into(),
+                    "references-panel",
+                    body,
+                    true,
+                )
             }
             Overlay::Isi => {
                 let Some(isi) = &b.isi else { return html! {} };
@@ -1463,7 +1658,14 @@ impl Player {
                         </div>
                     </div>
                 };
-                self.dialog(ctx, "consent", t(lang, K::ConsentTitle).into(), "consent", body, false)
+                self.dialog(
+                    ctx,
+                    "consent",
+                    t(lang, K::ConsentTitle).into(),
+                    "consent",
+                    body,
+                    false,
+                )
             }
         }
     }
@@ -1476,7 +1678,9 @@ impl Player {
         let cur = self.nav.current();
         let flow = sequence::flow_order(b);
         let card = |n: usize, id: &str| {
-            let Some(s) = b.slide(id) else { return html! {} };
+            let Some(s) = b.slide(id) else {
+                return html! {};
+            };
             let target = id.to_string();
             let is_cur = id == cur;
             html! {
@@ -1511,13 +1715,27 @@ impl Player {
                 </div>
             }
         };
-        self.dialog(ctx, "overview", t(lang, K::Overview).into(), "overview-panel", body, true)
+        self.dialog(
+            ctx,
+            "overview",
+            t(lang, K::Overview).into(),
+            "overview-panel",
+            body,
+            true,
+        )
     }
 
     fn view_form(&self, ctx: &Context<Self>, visit: bool) -> Html {
         let link = ctx.link();
         let lang = self.lang;
-        let title = t(lang, if visit { K::RequestVisit } else { K::AskQuestion });
+        let title = t(
+            lang,
+            if visit {
+                K::RequestVisit
+            } else {
+                K::AskQuestion
+            },
+        );
         let body = if self.consent != Some(true) {
             html! {
                 <div class="dialog-body">
@@ -1544,7 +1762,14 @@ impl Player {
                 </form>
             }
         };
-        self.dialog(ctx, "form", title.into(), if visit { "visit-form" } else { "ask-form" }, body, true)
+        self.dialog(
+            ctx,
+            "form",
+            title.into(),
+            if visit { "visit-form" } else { "ask-form" },
+            body,
+            true,
+        )
     }
 
     fn view_sequence(&self, ctx: &Context<Self>) -> Html {
@@ -1552,7 +1777,11 @@ impl Player {
         let lang = self.lang;
         let b = &ctx.props().loaded.bundle;
         let n = self.seq_draft.len();
-        let missing: Vec<_> = b.slides.iter().filter(|s| !self.seq_draft.contains(&s.id)).collect();
+        let missing: Vec<_> = b
+            .slides
+            .iter()
+            .filter(|s| !self.seq_draft.contains(&s.id))
+            .collect();
         let body = html! {
             <div class="dialog-body seq">
                 <ol class="seq-list" data-testid="sequence-list">
@@ -1588,7 +1817,14 @@ impl Player {
                 </div>
             </div>
         };
-        self.dialog(ctx, "sequence", t(lang, K::EditSequence).into(), "sequence-editor", body, true)
+        self.dialog(
+            ctx,
+            "sequence",
+            t(lang, K::EditSequence).into(),
+            "sequence-editor",
+            body,
+            true,
+        )
     }
 
     fn view_start(&self, ctx: &Context<Self>) -> Html {
@@ -1643,11 +1879,18 @@ impl Player {
         let link = ctx.link();
         let lang = self.lang;
         let b = &ctx.props().loaded.bundle;
-        let title = |id: &str| b.slide(id).map(|s| s.title.clone()).unwrap_or_else(|| id.to_string());
+        let title = |id: &str| {
+            b.slide(id)
+                .map(|s| s.title.clone())
+                .unwrap_or_else(|| id.to_string())
+        };
         let cur = self.nav.current().to_string();
         let live_ms = (dom::now_ms() - self.entered_at).max(0.0) as u64;
         let mandatory = sequence::mandatory(b);
-        let missed: Vec<_> = mandatory.iter().filter(|m| !self.summary.shown(m) && **m != cur).collect();
+        let missed: Vec<_> = mandatory
+            .iter()
+            .filter(|m| !self.summary.shown(m) && **m != cur)
+            .collect();
         let total = self.summary.total_dwell_ms() + live_ms;
         html! {
             <main class="summary" data-testid="call-summary">
@@ -1655,7 +1898,7 @@ impl Player {
                     <h1>{ t(lang, K::CallSummary) }</h1>
                     <p class="meta">{ format!("{} · {}", b.deck.title, i18n::duration(total)) }</p>
                     if !missed.is_empty() {
-                        <p class="warn">{ t(lang, K::MandatoryChecklist) }{ ": " }{ missed.iter().map(|m| title(m)).collect::<Vec<_>>().join(", ") }</p>
+                        <p class="warn" data-testid="mandatory-missed">{ t(lang, K::MandatoryMissed) }{ ": " }{ missed.iter().map(|m| title(m)).collect::<Vec<_>>().join(", ") }</p>
                     }
                     <h2>{ t(lang, K::SlidesShown) }</h2>
                     <ol class="summary-views">
@@ -1682,4 +1925,3 @@ impl Player {
         }
     }
 }
-
