@@ -1,0 +1,247 @@
+//! Ingest and insights benchmark over loopback.
+//!
+//! ```text
+//! cargo run --release -p edetail-server --example ingest_bench -- \
+//!     [--backend sqlite|postgres] [--events N] [--clients C] [--batch 100] [--queries Q]
+//! ```
+//!
+//! Runs the server as a child process (this same binary, `--serve-child`), so the
+//! reported RSS is the server's alone. C client threads send time-ordered UUIDv7
+//! events (sessions of 15 events: start, 8 slide views, popup, answer, reactions,
+//! question, end; 500 physicians, 10 territories, spread over 30 days) in batches
+//! through the real HTTP ingest API and wait for each durable acknowledgement.
+//! Then it times the insights API (deck report unfiltered and filtered, overview).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use edetail_format::event::{Channel, EVENT_SCHEMA_VERSION, Event, EventKind, NavVia};
+use edetail_server::client::Client;
+
+const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(dir) = arg(&args, "--serve-child") {
+        let mut cfg = edetail_server::Config::for_dir(std::path::Path::new(&dir));
+        cfg.database = arg(&args, "--database");
+        cfg.pg_schema = arg(&args, "--pg-schema");
+        cfg.log_level = "warn".into();
+        let r = edetail_server::serve_blocking(cfg, |s| {
+            println!("admin {}", s.new_admin_token.clone().unwrap_or_default());
+            println!("listening {}", s.base_url);
+        });
+        if let Err(e) = r {
+            eprintln!("child: {e}");
+            std::process::exit(2);
+        }
+        return;
+    }
+    let backend = arg(&args, "--backend").unwrap_or_else(|| "sqlite".into());
+    let events: u64 = arg(&args, "--events").and_then(|s| s.parse().ok()).unwrap_or(300_000);
+    let clients: usize = arg(&args, "--clients").and_then(|s| s.parse().ok()).unwrap_or(16);
+    let batch: u64 = arg(&args, "--batch").and_then(|s| s.parse().ok()).unwrap_or(100);
+    let queries: usize = arg(&args, "--queries").and_then(|s| s.parse().ok()).unwrap_or(40);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let schema = format!("bench_{}", std::process::id());
+    let mut cmd = Command::new(std::env::current_exe().expect("exe"));
+    cmd.arg("--serve-child").arg(dir.path());
+    if backend == "postgres" {
+        cmd.args(["--database", PG_URL, "--pg-schema", &schema]);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn server");
+    let pid = child.id();
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut admin = String::new();
+    let url = loop {
+        let l = lines.next().expect("child output").expect("line");
+        if let Some(a) = l.strip_prefix("admin ") {
+            admin = a.to_string();
+        }
+        if let Some(u) = l.strip_prefix("listening ") {
+            break u.to_string();
+        }
+    };
+    let ac = Client::new(&url, Some(&admin));
+    let (ar, bundle) = edetail_server::bundles::sample_bundle("bench", "1.0.0", "2020-01-01", "2099-12-31", 8);
+    let hash = ac.publish(&ar, &[]).expect("publish").bundle_hash;
+    let mut csv = String::from("id,specialty,institution,region,segment\n");
+    for i in 0..500 {
+        csv.push_str(&format!("HCP-{i},S{},Inst {},R{},{}\n", i % 5, i % 40, i % 6, ["A", "B", "C"][i % 3]));
+    }
+    ac.import_hcps(&csv).expect("hcps");
+    let tokens: Vec<String> = (0..clients)
+        .map(|i| {
+            ac.create_token(&edetail_server::app::TokenRequest { kind: Some("device".into()), rep: Some(format!("rep-{i}")), territory: Some(format!("T{}", i % 10)), label: None })
+                .expect("token")
+                .token
+        })
+        .collect();
+    let rss_peak = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (rss_peak, stop) = (rss_peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while stop.load(Ordering::Relaxed) == 0 {
+                let kb = rss_kb(pid);
+                rss_peak.fetch_max(kb, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    println!("backend {backend}; {events} events in batches of {batch}; {clients} clients; server pid {pid}, RSS before load {} MiB", rss_kb(pid) / 1024);
+    let next = Arc::new(AtomicU64::new(0));
+    let lat = Arc::new(Mutex::new(Vec::<f64>::new()));
+    let retries = Arc::new(AtomicU64::new(0));
+    let flow: Vec<String> = bundle.flow_ids().map(String::from).collect();
+    let start_ms = edetail_server::util::now_ms() - 30 * 86_400_000;
+    let span = 30 * 86_400_000 - 3_600_000;
+    let t0 = Instant::now();
+    let mut hs = Vec::new();
+    for (ci, token) in tokens.iter().enumerate() {
+        let (next, lat, retries, url, token, flow, hash) = (next.clone(), lat.clone(), retries.clone(), url.clone(), token.clone(), flow.clone(), hash.clone());
+        hs.push(std::thread::spawn(move || {
+            let c = Client::new(&url, None);
+            loop {
+                let k0 = next.fetch_add(batch, Ordering::Relaxed);
+                if k0 >= events {
+                    return;
+                }
+                let n = batch.min(events - k0);
+                let evs: Vec<Event> = (k0..k0 + n).map(|k| make_event(k, events, start_ms, span, &flow, &hash, ci)).collect();
+                let body = serde_json::to_vec(&serde_json::json!({"schema_version": 1, "device_id": format!("ipad-{ci}"), "sent_at": edetail_server::util::now_ms(), "events": evs})).expect("json");
+                loop {
+                    let t = Instant::now();
+                    match c.send_batch(&token, &body, false) {
+                        Ok(r) => {
+                            assert!(r.results.iter().all(|x| x.status == edetail_format::ingest::EventStatus::Accepted), "not all accepted");
+                            lat.lock().expect("lat").push(t.elapsed().as_secs_f64() * 1000.0);
+                            break;
+                        }
+                        Err(edetail_server::client::ClientError::Status { status: 429 | 503, .. }) => {
+                            retries.fetch_add(1, Ordering::Relaxed);
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        Err(e) => panic!("ingest failed: {e}"),
+                    }
+                }
+            }
+        }));
+    }
+    for h in hs {
+        h.join().expect("client");
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let mut l = lat.lock().expect("lat").clone();
+    l.sort_by(|a, b| a.total_cmp(b));
+    let q = |p: f64| l[((l.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "ingest: {:.0} events/s ({events} events in {secs:.1} s); batch latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} overload retries; server RSS peak {} MiB",
+        events as f64 / secs,
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        l[l.len() - 1],
+        retries.load(Ordering::Relaxed),
+        rss_peak.load(Ordering::Relaxed) / 1024
+    );
+    let st = ac.stats().expect("stats");
+    println!("stored: {} events, {} rollup rows", st.events, st.rollup_rows);
+    assert_eq!(st.events as u64, events, "every event stored once");
+    // Insights latency.
+    let mk = |extra: &str| format!("/api/v1/insights/deck?deck=bench{extra}");
+    for (name, path) in [
+        ("deck report", mk("")),
+        ("deck report, specialty+region filter", mk("&specialty=S1&region=R1")),
+        ("deck report, 7-day range + channel", {
+            let to = edetail_server::util::today_iso();
+            let from = edetail_server::util::iso_of_day(edetail_server::util::day_of_ms(edetail_server::util::now_ms()) - 7);
+            mk(&format!("&from={from}&to={to}&channel=mr_led"))
+        }),
+        ("overview", "/api/v1/insights/overview".to_string()),
+    ] {
+        let mut t = Vec::new();
+        for _ in 0..queries {
+            let s = Instant::now();
+            let r = ac.raw("GET", &path, None, None).expect("query");
+            assert_eq!(r.status, 200, "{}", r.body);
+            t.push(s.elapsed().as_secs_f64() * 1000.0);
+        }
+        t.sort_by(|a, b| a.total_cmp(b));
+        let q = |p: f64| t[((t.len() as f64 - 1.0) * p).round() as usize];
+        println!("insights {name}: p50 {:.1} ms, p95 {:.1} ms ({queries} requests)", q(0.5), q(0.95));
+    }
+    println!("server RSS after queries {} MiB", rss_kb(pid) / 1024);
+    stop.store(1, Ordering::Relaxed);
+    let _ = sampler.join();
+    // Graceful stop (SIGTERM), then clean up.
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    let _ = child.wait();
+    if backend == "postgres" {
+        let _ = Command::new("psql").args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc", &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")]).status();
+    }
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn uuid7(ms: i64, k: u64, c: usize) -> String {
+    let mut b = [0u8; 16];
+    b[..6].copy_from_slice(&(ms as u64).to_be_bytes()[2..]);
+    b[6..14].copy_from_slice(&k.to_be_bytes());
+    b[14..].copy_from_slice(&(c as u16).to_be_bytes());
+    b[6] = (b[6] & 0x0f) | 0x70;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    uuid::Uuid::from_bytes(b).to_string()
+}
+
+/// Event `k` of `total`: sessions of 15 events, time advancing with k.
+fn make_event(k: u64, total: u64, start: i64, span: i64, flow: &[String], hash: &str, client: usize) -> Event {
+    let t = start + (span as f64 * k as f64 / total as f64) as i64;
+    let s = k / 15;
+    let pos = k % 15;
+    let hcp = format!("HCP-{}", (s * 7919) % 500);
+    let slide_i = ((pos as usize).saturating_sub(1)).min(flow.len() - 1);
+    let slide = flow[slide_i].clone();
+    let kind = match pos {
+        0 => EventKind::SessionStart { mode: "mr_led".into(), sequence: None, user_agent: None, viewport: None },
+        14 => EventKind::SessionEnd { reason: "ended".into(), duration_ms: 60_000, slides_viewed: 8 },
+        9 => EventKind::PopupOpen { component_id: "s2-pop".into() },
+        10 => EventKind::Answer { question_id: "q1".into(), purpose: "quiz".into(), question_kind: "single".into(), options_shown: vec!["a".into(), "b".into()], selected: vec![if s % 3 == 0 { "a" } else { "b" }.into()], rating: None, text: None, correct: Some(s % 3 != 0) },
+        11 | 12 => EventKind::Reaction { value: (s % 3) as i8 - 1, key_message: Some(format!("Key message {}", pos - 10)) },
+        13 => EventKind::Question { text: ["Renal dosing?", "Elderly patients?", "Combination with metformin?"][(s % 3) as usize].into() },
+        _ => {
+            let dwell = 1000 + (k * 2654435761 % 30_000);
+            EventKind::SlideView { enter_time: t - dwell as i64, exit_time: t, dwell_ms: dwell, hidden_ms: 0, order: pos as u32, via: NavVia::Swipe, counted: true }
+        }
+    };
+    Event {
+        id: uuid7(t, k, client),
+        schema_version: EVENT_SCHEMA_VERSION,
+        session_id: format!("sess-{s}"),
+        seq: pos,
+        client_time: t,
+        deck_id: "bench".into(),
+        deck_version: "1.0.0".into(),
+        bundle_hash: hash.into(),
+        slide_id: if matches!(pos, 0 | 14 | 13) { None } else { Some(slide) },
+        slide_hash: None,
+        channel: if s % 5 == 0 { Channel::SelfServe } else { Channel::MrLed },
+        rep_id: None,
+        hcp_id: Some(hcp),
+        device_id: format!("ipad-{client}"),
+        preview: false,
+        kind,
+    }
+}
