@@ -79,7 +79,10 @@ pub fn locked_wasm_bindgen_version() -> Result<String> {
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
         if line.trim() == "name = \"wasm-bindgen\"" {
-            if let Some(v) = lines.next().and_then(|l| l.trim().strip_prefix("version = ")) {
+            if let Some(v) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = "))
+            {
                 return Ok(v.trim_matches('"').to_string());
             }
         }
@@ -104,6 +107,11 @@ fn wasm_bindgen_cli() -> Result<()> {
     // `--locked` fails on this registry mirror (a dependency version is missing).
     cmd(
         "cargo",
-        &["install", "wasm-bindgen-cli", "--version", &format!("={want}")],
+        &[
+            "install",
+            "wasm-bindgen-cli",
+            "--version",
+            &format!("={want}"),
+        ],
     )
 }

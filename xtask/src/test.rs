@@ -13,13 +13,27 @@ pub fn run(args: &[String]) -> Result<()> {
     cmd(
         "cargo",
         &[
-            "clippy", "--workspace", "--exclude", "edetail-runtime", "--all-targets", "--", "-D", "warnings",
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "edetail-runtime",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
         ],
     )?;
     cmd(
         "cargo",
         &[
-            "clippy", "-p", "edetail-runtime", "--target", "wasm32-unknown-unknown", "--all-targets", "--", "-D",
+            "clippy",
+            "-p",
+            "edetail-runtime",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--all-targets",
+            "--",
+            "-D",
             "warnings",
         ],
     )?;
@@ -27,7 +41,14 @@ pub fn run(args: &[String]) -> Result<()> {
     // PostgreSQL at 127.0.0.1:5432 (required when CI=true).
     cmd_env(
         "cargo",
-        &["test", "--workspace", "--exclude", "edetail-runtime", "--exclude", "edetail-e2e"],
+        &[
+            "test",
+            "--workspace",
+            "--exclude",
+            "edetail-runtime",
+            "--exclude",
+            "edetail-e2e",
+        ],
         &[("EDETAIL_TEST_PG", "postgres://postgres@127.0.0.1:5432/test")],
     )?;
     // Runtime logic that is plain Rust also runs natively.
