@@ -50,11 +50,15 @@ pub fn current(wd: &WebDriver) -> Result<String> {
         .ok_or_else(|| anyhow!("no current slide"))
 }
 
+/// Wait until `id` is the current slide and its transition has finished.
 pub fn wait_current(wd: &WebDriver, id: &str) -> Result<()> {
     wd.wait_js(
-        &format!("slide `{id}` to be current"),
+        &format!("slide `{id}` to be current and still"),
         &format!(
-            "document.querySelector('.slide.is-current[data-slide-id=' + JSON.stringify({}) + ']')",
+            "(() => {{ const s = document.querySelector('.slide.is-current[data-slide-id=' + JSON.stringify({}) + ']');
+               if (!s) return false;
+               const moving = s.getAnimations ? s.getAnimations().some(a => a.playState === 'running') : false;
+               return !moving; }})()",
             css_str(id)
         ),
         WAIT,

@@ -2,13 +2,16 @@
 //! served by the test receiver (which also takes the ingest API on the same origin),
 //! on a loopback port that stays the same across [`Site::stop`] / [`Site::start`].
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use edetail_authoring::{CompileOptions, Compiled};
 use edetail_format::Bundle;
-use edetail_test_receiver::{Config, Receiver, read_events};
+use edetail_test_receiver::read_events;
 use serde_json::Value;
 
 use crate::browser::workspace_root;
@@ -68,13 +71,15 @@ pub fn compile_dir(dir: &Path) -> Result<Compiled> {
 pub struct Site {
     root: tempfile::TempDir,
     addr: Option<SocketAddr>,
-    receiver: Option<Receiver>,
+    receiver: Option<Child>,
     out: PathBuf,
+    bin: PathBuf,
 }
 
 impl Site {
-    /// A fresh site root with the runtime copied in (not yet serving).
-    pub fn new() -> Result<Site> {
+    /// A fresh site root with the runtime copied in (not yet serving). `receiver_bin`
+    /// is the `e2e-receiver` binary (`env!("CARGO_BIN_EXE_e2e-receiver")` in tests).
+    pub fn new_with(receiver_bin: &Path) -> Result<Site> {
         let root = tempfile::tempdir()?;
         copy_dir(&dist_www()?, &root.path().join("www"))?;
         let out = root.path().join("events.jsonl");
@@ -83,6 +88,7 @@ impl Site {
             addr: None,
             receiver: None,
             out,
+            bin: receiver_bin.to_path_buf(),
         })
     }
 
@@ -106,34 +112,47 @@ impl Site {
         if self.receiver.is_some() {
             return Ok(());
         }
-        let addr = self
-            .addr
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-        let mut last = None;
+        let port = self.addr.map(|a| a.port()).unwrap_or(0);
+        let mut last = String::new();
         // The port was ours a moment ago; a rebind can race with the old sockets.
         for _ in 0..50 {
-            match Receiver::start(Config {
-                addr,
-                dir: Some(self.www()),
-                out: self.out.clone(),
-                token: None,
-            }) {
-                Ok(r) => {
-                    self.addr = Some(r.addr());
-                    self.receiver = Some(r);
-                    return Ok(());
-                }
-                Err(e) => last = Some(e),
+            let mut child = Command::new(&self.bin)
+                .arg(port.to_string())
+                .arg(self.www())
+                .arg(&self.out)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .with_context(|| format!("starting {}", self.bin.display()))?;
+            let stdout = child.stdout.take().context("receiver stdout")?;
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                let _ = BufReader::new(stdout).read_line(&mut line);
+                let _ = tx.send(line);
+            });
+            let line = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
+            if let Some(url) = line.trim().strip_prefix("listening on http://")
+                && let Ok(addr) = url.parse::<SocketAddr>()
+            {
+                self.addr = Some(addr);
+                self.receiver = Some(child);
+                return Ok(());
             }
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            let _ = child.kill();
+            let _ = child.wait();
+            last = line;
+            std::thread::sleep(Duration::from_millis(100));
         }
-        bail!("cannot start the receiver on {addr}: {last:?}")
+        bail!("cannot start the receiver on port {port}: {last}")
     }
 
-    /// Stop serving: every request is refused until [`Site::start`].
+    /// Stop serving (the receiver process is killed: every connection closes).
     pub fn stop(&mut self) {
-        if let Some(r) = self.receiver.take() {
-            r.stop();
+        if let Some(mut c) = self.receiver.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 
