@@ -12,6 +12,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod demo;
 mod runtime;
 mod setup;
 mod test;
@@ -26,6 +27,7 @@ fn main() -> Result<()> {
         "setup" => setup::run(true),
         "runtime" => runtime::run(rest),
         "test" => test::run(rest),
+        "demo" => demo::run(rest),
         other => bail!("unknown task `{other}`"),
     }
 }
