@@ -24,7 +24,9 @@ use edetail_server::client::Client;
 const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn main() {
@@ -45,10 +47,18 @@ fn main() {
         return;
     }
     let backend = arg(&args, "--backend").unwrap_or_else(|| "sqlite".into());
-    let events: u64 = arg(&args, "--events").and_then(|s| s.parse().ok()).unwrap_or(300_000);
-    let clients: usize = arg(&args, "--clients").and_then(|s| s.parse().ok()).unwrap_or(16);
-    let batch: u64 = arg(&args, "--batch").and_then(|s| s.parse().ok()).unwrap_or(100);
-    let queries: usize = arg(&args, "--queries").and_then(|s| s.parse().ok()).unwrap_or(40);
+    let events: u64 = arg(&args, "--events")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300_000);
+    let clients: usize = arg(&args, "--clients")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(16);
+    let batch: u64 = arg(&args, "--batch")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
+    let queries: usize = arg(&args, "--queries")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
     let dir = tempfile::tempdir().expect("tempdir");
     let schema = format!("bench_{}", std::process::id());
     let mut cmd = Command::new(std::env::current_exe().expect("exe"));
@@ -70,18 +80,30 @@ fn main() {
         }
     };
     let ac = Client::new(&url, Some(&admin));
-    let (ar, bundle) = edetail_server::bundles::sample_bundle("bench", "1.0.0", "2020-01-01", "2099-12-31", 8);
+    let (ar, bundle) =
+        edetail_server::bundles::sample_bundle("bench", "1.0.0", "2020-01-01", "2099-12-31", 8);
     let hash = ac.publish(&ar, &[]).expect("publish").bundle_hash;
     let mut csv = String::from("id,specialty,institution,region,segment\n");
     for i in 0..500 {
-        csv.push_str(&format!("HCP-{i},S{},Inst {},R{},{}\n", i % 5, i % 40, i % 6, ["A", "B", "C"][i % 3]));
+        csv.push_str(&format!(
+            "HCP-{i},S{},Inst {},R{},{}\n",
+            i % 5,
+            i % 40,
+            i % 6,
+            ["A", "B", "C"][i % 3]
+        ));
     }
     ac.import_hcps(&csv).expect("hcps");
     let tokens: Vec<String> = (0..clients)
         .map(|i| {
-            ac.create_token(&edetail_server::app::TokenRequest { kind: Some("device".into()), rep: Some(format!("rep-{i}")), territory: Some(format!("T{}", i % 10)), label: None })
-                .expect("token")
-                .token
+            ac.create_token(&edetail_server::app::TokenRequest {
+                kind: Some("device".into()),
+                rep: Some(format!("rep-{i}")),
+                territory: Some(format!("T{}", i % 10)),
+                label: None,
+            })
+            .expect("token")
+            .token
         })
         .collect();
     let rss_peak = Arc::new(AtomicU64::new(0));
@@ -96,7 +118,10 @@ fn main() {
             }
         })
     };
-    println!("backend {backend}; {events} events in batches of {batch}; {clients} clients; server pid {pid}, RSS before load {} MiB", rss_kb(pid) / 1024);
+    println!(
+        "backend {backend}; {events} events in batches of {batch}; {clients} clients; server pid {pid}, RSS before load {} MiB",
+        rss_kb(pid) / 1024
+    );
     let next = Arc::new(AtomicU64::new(0));
     let lat = Arc::new(Mutex::new(Vec::<f64>::new()));
     let retries = Arc::new(AtomicU64::new(0));
@@ -106,7 +131,15 @@ fn main() {
     let t0 = Instant::now();
     let mut hs = Vec::new();
     for (ci, token) in tokens.iter().enumerate() {
-        let (next, lat, retries, url, token, flow, hash) = (next.clone(), lat.clone(), retries.clone(), url.clone(), token.clone(), flow.clone(), hash.clone());
+        let (next, lat, retries, url, token, flow, hash) = (
+            next.clone(),
+            lat.clone(),
+            retries.clone(),
+            url.clone(),
+            token.clone(),
+            flow.clone(),
+            hash.clone(),
+        );
         hs.push(std::thread::spawn(move || {
             let c = Client::new(&url, None);
             loop {
@@ -153,16 +186,24 @@ fn main() {
         rss_peak.load(Ordering::Relaxed) / 1024
     );
     let st = ac.stats().expect("stats");
-    println!("stored: {} events, {} rollup rows", st.events, st.rollup_rows);
+    println!(
+        "stored: {} events, {} rollup rows",
+        st.events, st.rollup_rows
+    );
     assert_eq!(st.events as u64, events, "every event stored once");
     // Insights latency.
     let mk = |extra: &str| format!("/api/v1/insights/deck?deck=bench{extra}");
     for (name, path) in [
         ("deck report", mk("")),
-        ("deck report, specialty+region filter", mk("&specialty=S1&region=R1")),
+        (
+            "deck report, specialty+region filter",
+            mk("&specialty=S1&region=R1"),
+        ),
         ("deck report, 7-day range + channel", {
             let to = edetail_server::util::today_iso();
-            let from = edetail_server::util::iso_of_day(edetail_server::util::day_of_ms(edetail_server::util::now_ms()) - 7);
+            let from = edetail_server::util::iso_of_day(
+                edetail_server::util::day_of_ms(edetail_server::util::now_ms()) - 7,
+            );
             mk(&format!("&from={from}&to={to}&channel=mr_led"))
         }),
         ("overview", "/api/v1/insights/overview".to_string()),
@@ -176,7 +217,11 @@ fn main() {
         }
         t.sort_by(|a, b| a.total_cmp(b));
         let q = |p: f64| t[((t.len() as f64 - 1.0) * p).round() as usize];
-        println!("insights {name}: p50 {:.1} ms, p95 {:.1} ms ({queries} requests)", q(0.5), q(0.95));
+        println!(
+            "insights {name}: p50 {:.1} ms, p95 {:.1} ms ({queries} requests)",
+            q(0.5),
+            q(0.95)
+        );
     }
     println!("server RSS after queries {} MiB", rss_kb(pid) / 1024);
     stop.store(1, Ordering::Relaxed);
@@ -185,14 +230,30 @@ fn main() {
     let _ = Command::new("kill").arg(pid.to_string()).status();
     let _ = child.wait();
     if backend == "postgres" {
-        let _ = Command::new("psql").args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc", &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")]).status();
+        let _ = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "test",
+                "-qc",
+                &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+            ])
+            .status();
     }
 }
 
 fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -207,7 +268,15 @@ fn uuid7(ms: i64, k: u64, c: usize) -> String {
 }
 
 /// Event `k` of `total`: sessions of 15 events, time advancing with k.
-fn make_event(k: u64, total: u64, start: i64, span: i64, flow: &[String], hash: &str, client: usize) -> Event {
+fn make_event(
+    k: u64,
+    total: u64,
+    start: i64,
+    span: i64,
+    flow: &[String],
+    hash: &str,
+    client: usize,
+) -> Event {
     let t = start + (span as f64 * k as f64 / total as f64) as i64;
     let s = k / 15;
     let pos = k % 15;
@@ -215,15 +284,53 @@ fn make_event(k: u64, total: u64, start: i64, span: i64, flow: &[String], hash: 
     let slide_i = ((pos as usize).saturating_sub(1)).min(flow.len() - 1);
     let slide = flow[slide_i].clone();
     let kind = match pos {
-        0 => EventKind::SessionStart { mode: "mr_led".into(), sequence: None, user_agent: None, viewport: None },
-        14 => EventKind::SessionEnd { reason: "ended".into(), duration_ms: 60_000, slides_viewed: 8 },
-        9 => EventKind::PopupOpen { component_id: "s2-pop".into() },
-        10 => EventKind::Answer { question_id: "q1".into(), purpose: "quiz".into(), question_kind: "single".into(), options_shown: vec!["a".into(), "b".into()], selected: vec![if s % 3 == 0 { "a" } else { "b" }.into()], rating: None, text: None, correct: Some(s % 3 != 0) },
-        11 | 12 => EventKind::Reaction { value: (s % 3) as i8 - 1, key_message: Some(format!("Key message {}", pos - 10)) },
-        13 => EventKind::Question { text: ["Renal dosing?", "Elderly patients?", "Combination with metformin?"][(s % 3) as usize].into() },
+        0 => EventKind::SessionStart {
+            mode: "mr_led".into(),
+            sequence: None,
+            user_agent: None,
+            viewport: None,
+        },
+        14 => EventKind::SessionEnd {
+            reason: "ended".into(),
+            duration_ms: 60_000,
+            slides_viewed: 8,
+        },
+        9 => EventKind::PopupOpen {
+            component_id: "s2-pop".into(),
+        },
+        10 => EventKind::Answer {
+            question_id: "q1".into(),
+            purpose: "quiz".into(),
+            question_kind: "single".into(),
+            options_shown: vec!["a".into(), "b".into()],
+            selected: vec![if s % 3 == 0 { "a" } else { "b" }.into()],
+            rating: None,
+            text: None,
+            correct: Some(s % 3 != 0),
+        },
+        11 | 12 => EventKind::Reaction {
+            value: (s % 3) as i8 - 1,
+            key_message: Some(format!("Key message {}", pos - 10)),
+        },
+        13 => EventKind::Question {
+            text: [
+                "Renal dosing?",
+                "Elderly patients?",
+                "Combination with metformin?",
+            ][(s % 3) as usize]
+                .into(),
+        },
         _ => {
             let dwell = 1000 + (k * 2654435761 % 30_000);
-            EventKind::SlideView { enter_time: t - dwell as i64, exit_time: t, dwell_ms: dwell, hidden_ms: 0, order: pos as u32, via: NavVia::Swipe, counted: true }
+            EventKind::SlideView {
+                enter_time: t - dwell as i64,
+                exit_time: t,
+                dwell_ms: dwell,
+                hidden_ms: 0,
+                order: pos as u32,
+                via: NavVia::Swipe,
+                counted: true,
+            }
         }
     };
     Event {
@@ -235,9 +342,17 @@ fn make_event(k: u64, total: u64, start: i64, span: i64, flow: &[String], hash: 
         deck_id: "bench".into(),
         deck_version: "1.0.0".into(),
         bundle_hash: hash.into(),
-        slide_id: if matches!(pos, 0 | 14 | 13) { None } else { Some(slide) },
+        slide_id: if matches!(pos, 0 | 14 | 13) {
+            None
+        } else {
+            Some(slide)
+        },
         slide_hash: None,
-        channel: if s % 5 == 0 { Channel::SelfServe } else { Channel::MrLed },
+        channel: if s % 5 == 0 {
+            Channel::SelfServe
+        } else {
+            Channel::MrLed
+        },
         rep_id: None,
         hcp_id: Some(hcp),
         device_id: format!("ipad-{client}"),

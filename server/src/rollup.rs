@@ -2,11 +2,12 @@
 //!
 //! The rollup table is keyed by (metric, deck, version, day, channel, territory,
 //! specialty, region, institution, segment, k1, k2) and holds a count `n` and a sum
-//! `s`. Every delta is written at two grains: grain 0 with the physician dimensions
-//! collapsed to `*` (small; answers queries that do not filter by specialty, region,
-//! institution or segment) and grain 1 with them (answers those filters). Distinct
-//! physician reach lives in a separate `reach` table (one row per physician, deck
-//! version, day and dimensions) because distinct counts cannot be summed.
+//! `s`. Every delta is written at two grains: grain 0 with territory and the physician
+//! dimensions collapsed to `*` (small; answers queries that do not filter by territory,
+//! specialty, region, institution or segment) and grain 1 with them (answers those
+//! filters). Distinct physician reach lives in a separate `reach` table (one row per
+//! physician, deck version, day and dimensions, written at session start) because
+//! distinct counts cannot be summed.
 //!
 //! Session-level rollups (slides reached per session for drop-off, the path followed
 //! and whether the call had a positive reaction) are computed when a `session_end`
@@ -152,7 +153,11 @@ impl Deltas {
                 day: c.day,
                 grain,
                 channel: r.channel.to_string(),
-                territory: r.territory.clone().unwrap_or_default(),
+                territory: if grain == 0 {
+                    "*".to_string()
+                } else {
+                    r.territory.clone().unwrap_or_default()
+                },
                 specialty: sp.to_string(),
                 region: rg.to_string(),
                 institution: ins.to_string(),

@@ -182,7 +182,8 @@ pub struct Filter {
 impl Filter {
     /// Whether the filter needs the HCP-level rollup grain.
     pub fn needs_fine_grain(&self) -> bool {
-        self.specialty.is_some()
+        self.territory.is_some()
+            || self.specialty.is_some()
             || self.region.is_some()
             || self.institution.is_some()
             || self.segment.is_some()

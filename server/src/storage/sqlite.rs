@@ -72,6 +72,7 @@ fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     c.pragma_update(None, "journal_mode", "WAL")?;
     c.pragma_update(None, "synchronous", "FULL")?;
     c.pragma_update(None, "cache_size", -32_000)?;
+    c.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(c)
 }
 
