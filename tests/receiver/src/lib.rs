@@ -61,6 +61,7 @@ struct State {
 /// A running receiver; stops when [`Receiver::stop`] is called or it is dropped.
 pub struct Receiver {
     addr: SocketAddr,
+    state: Arc<State>,
     server: Arc<Server>,
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
@@ -164,7 +165,7 @@ impl Receiver {
             faults: Mutex::new(Faults::default()),
         });
         let stop = Arc::new(AtomicBool::new(false));
-        let workers = (0..4)
+        let workers: Vec<JoinHandle<()>> = (0..4)
             .map(|_| {
                 let (server, state, stop) = (server.clone(), state.clone(), stop.clone());
                 std::thread::spawn(move || {
@@ -180,6 +181,7 @@ impl Receiver {
             .collect();
         Ok(Receiver {
             addr,
+            state,
             server,
             stop,
             workers,
@@ -193,6 +195,22 @@ impl Receiver {
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Answer the next `count` ingest requests with `status` (and `Retry-After`),
+    /// storing nothing (same as `POST /__receiver/fail`).
+    pub fn fail_next(&self, count: u32, status: u16, retry_after: Option<u32>) {
+        let mut f = self.state.faults.lock().unwrap_or_else(|p| p.into_inner());
+        *f = Faults {
+            remaining: count,
+            status,
+            retry_after,
+        };
+    }
+
+    /// The events stored so far, in arrival order.
+    pub fn events(&self) -> io::Result<Vec<serde_json::Value>> {
+        read_events(&self.state.cfg.out)
     }
 
     /// Stop serving and wait for the worker threads.

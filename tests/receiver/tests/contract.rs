@@ -265,10 +265,18 @@ fn injected_failures_carry_retry_after_and_store_nothing() {
         assert_eq!(resp.header("Retry-After"), Some("3"));
     }
     assert!(read_events(&d.join("events.jsonl")).unwrap().is_empty());
+    // The same from Rust.
+    r.fail_next(1, 429, None);
+    let resp = http(&r, "POST", INGEST_PATH, &[JSON], &batch(vec![event(1)]));
+    assert_eq!(resp.status, 429);
+    assert_eq!(resp.json::<ErrorBody>().error, "overloaded");
+    assert_eq!(resp.header("Retry-After"), None);
+    assert!(r.events().unwrap().is_empty());
     assert_eq!(
         http(&r, "POST", INGEST_PATH, &[JSON], &batch(vec![event(1)])).status,
         200
     );
+    assert_eq!(r.events().unwrap().len(), 1);
 }
 
 #[test]
