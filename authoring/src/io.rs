@@ -97,7 +97,15 @@ pub fn write_bundle_dir(
         }
         std::fs::write(target, bytes)?;
     }
-    Ok(sha256_hex(&bundle.to_json()))
+    Ok(hash_of(&files))
+}
+
+/// The bundle hash as written in `bundle.sha256` of [`bundle_files`] output.
+fn hash_of(files: &BTreeMap<String, Vec<u8>>) -> String {
+    files
+        .get(BUNDLE_HASH_FILE)
+        .map(|h| String::from_utf8_lossy(h).trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Archive bytes: a tar of the bundle files, sorted by path, with fixed mtime 0,
@@ -106,6 +114,13 @@ pub fn archive_bytes(
     bundle: &Bundle,
     assets: &BTreeMap<String, Vec<u8>>,
 ) -> std::io::Result<Vec<u8>> {
+    Ok(archive_with_hash(bundle, assets)?.0)
+}
+
+fn archive_with_hash(
+    bundle: &Bundle,
+    assets: &BTreeMap<String, Vec<u8>>,
+) -> std::io::Result<(Vec<u8>, String)> {
     let files = bundle_files(bundle, assets);
     let mut builder = tar::Builder::new(Vec::new());
     builder.mode(tar::HeaderMode::Deterministic);
@@ -123,7 +138,7 @@ pub fn archive_bytes(
         h.set_cksum();
         builder.append(&h, bytes.as_slice())?;
     }
-    builder.into_inner()
+    Ok((builder.into_inner()?, hash_of(&files)))
 }
 
 /// Write the single-file `.edetail` archive; returns the bundle hash.
@@ -132,12 +147,12 @@ pub fn write_archive(
     assets: &BTreeMap<String, Vec<u8>>,
     path: &Path,
 ) -> std::io::Result<String> {
-    let bytes = archive_bytes(bundle, assets)?;
+    let (bytes, hash) = archive_with_hash(bundle, assets)?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
     std::fs::write(path, bytes)?;
-    Ok(sha256_hex(&bundle.to_json()))
+    Ok(hash)
 }
 
 /// Is `p` a safe bundle-relative path: relative, only normal components, `/`-separated.
