@@ -12,6 +12,7 @@
  *   re-reads precache.json; a new version is downloaded completely into a new cache,
  *   then switched to atomically, old shell caches are deleted, and open pages get a
  *   {type: "edetail-update-ready", version} message. The next load runs the new version.
+ * - Bundle files are cached by URL without query (cache-busting queries still work offline).
  * - Bundle assets (/assets/<64 hex>.<ext>, content-addressed, any origin): cache-first,
  *   forever. Range requests (video) are answered from the cached file.
  * - bundle.json / bundle.sha256: network-first (4 s timeout), cache fallback, so
@@ -149,14 +150,21 @@ function withTimeout(promise, ms) {
   });
 }
 
+/* Cache key: the URL without query or fragment (cache-busting queries must not defeat
+ * offline use; bundle files are identified by their path). */
+function keyOf(req) {
+  const u = new URL(req.url);
+  return u.origin + u.pathname;
+}
+
 /* Content-addressed asset: cache-first, stored forever. */
 async function assetResponse(event) {
   const req = event.request;
   const cache = await caches.open(BUNDLE_CACHE);
-  const key = req.url;
+  const key = keyOf(req);
   const cached = await cache.match(key);
   const range = req.headers.get('range');
-  if (cached) return range ? rangeResponse(cached, range) : cached;
+  if (cached) return range && cached.type !== 'opaque' ? rangeResponse(cached, range) : cached;
   if (range) {
     // Media asks for ranges; fetch the whole file in the background for next time.
     event.waitUntil(
@@ -167,7 +175,8 @@ async function assetResponse(event) {
     return fetch(req);
   }
   const r = await fetch(req);
-  if (r.ok && r.status === 200) event.waitUntil(cache.put(key, r.clone()));
+  // Opaque (cross-origin, no CORS) answers are cached too: the name is the content hash.
+  if ((r.ok && r.status === 200) || r.type === 'opaque') event.waitUntil(cache.put(key, r.clone()));
   return r;
 }
 
@@ -202,13 +211,13 @@ async function bundleMetaResponse(event) {
   try {
     const r = await withTimeout(fetch(req), NETWORK_TIMEOUT_MS);
     if (r.ok && r.status === 200) {
-      event.waitUntil(cache.put(req.url, r.clone()));
+      event.waitUntil(cache.put(keyOf(req), r.clone()));
       return r;
     }
-    const cached = await cache.match(req.url);
+    const cached = await cache.match(keyOf(req));
     return cached || r;
   } catch (e) {
-    const cached = await cache.match(req.url);
+    const cached = await cache.match(keyOf(req));
     if (cached) return cached;
     throw e;
   }

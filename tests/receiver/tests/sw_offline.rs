@@ -317,6 +317,7 @@ fn shell_and_opened_bundle_work_with_the_server_gone() {
     let v = d.run(&format!(
         "done([document.title, typeof window.load,
                await load('/decks/demo/bundle.json'), await load('/decks/demo/bundle.sha256'),
+               await load('/decks/demo/bundle.json?fresh=2'),
                await load('{asset}'), await load('{asset}', {{headers: {{Range: 'bytes=2-5'}}}}),
                await load('/not-cached.txt').catch(e => 'failed'),
                await load('/api/v1/events', {{method: 'POST', body: '{{}}'}}).catch(e => 'failed')]);"
@@ -328,6 +329,7 @@ fn shell_and_opened_bundle_work_with_the_server_gone() {
             "function",
             "200:{\"deck\":\"demo\"}",
             "200:abc123",
+            "200:{\"deck\":\"demo\"}",
             "200:0123456789",
             "206:2345",
             "failed",
