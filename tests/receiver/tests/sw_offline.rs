@@ -246,8 +246,8 @@ fn write(root: &Path, rel: &str, content: &[u8]) {
     std::fs::write(p, content).unwrap();
 }
 
-fn site() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("edetail-sw-{}", std::process::id()));
+fn site(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("edetail-sw-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     let www = d.join("www");
     let sw = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../www/sw.js");
@@ -278,7 +278,7 @@ fn site() -> PathBuf {
 #[ignore = "needs a browser and WebDriver: runtime/run-wasm-tests.sh runs it"]
 fn shell_and_opened_bundle_work_with_the_server_gone() {
     let browser = std::env::var("EDETAIL_BROWSER").unwrap_or_else(|_| "chrome".into());
-    let dir = site();
+    let dir = site("offline");
     let receiver = Receiver::start(Config {
         addr: "127.0.0.1:0".parse().unwrap(),
         dir: Some(dir.join("www")),
@@ -337,6 +337,70 @@ fn shell_and_opened_bundle_work_with_the_server_gone() {
         ]),
         "offline start from the caches ({browser})"
     );
+    drop(d);
+    receiver.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[ignore = "needs a browser and WebDriver: runtime/run-wasm-tests.sh runs it"]
+fn shell_updates_arrive_on_the_next_load() {
+    let browser = std::env::var("EDETAIL_BROWSER").unwrap_or_else(|_| "chrome".into());
+    let dir = site("update");
+    let receiver = Receiver::start(Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        dir: Some(dir.join("www")),
+        out: dir.join("events.jsonl"),
+        token: None,
+    })
+    .unwrap();
+    let base = receiver.url();
+    let d = Driver::start(&browser);
+    d.goto(&format!("{base}/"));
+    let v = d.run(
+        "await window.swReady;
+         for (let i = 0; i < 100 && !navigator.serviceWorker.controller; i++) await new Promise(r => setTimeout(r, 50));
+         done([!!navigator.serviceWorker.controller, await caches.keys()]);",
+    );
+    assert_eq!(v[0], json!(true), "{v}");
+    assert!(
+        v[1].as_array()
+            .unwrap()
+            .contains(&json!("edetail-shell-v1")),
+        "{v}"
+    );
+
+    // A new shell is published.
+    let www = dir.join("www");
+    write(&www, "index.html", b"<!doctype html><meta charset=utf-8><title>shell v2</title><script src=\"app.js\"></script>");
+    write(
+        &www,
+        "precache.json",
+        br#"{"version":"v2","files":["./","index.html","app.js"]}"#,
+    );
+
+    // The next load still shows v1 (one consistent cached version) and fetches v2 behind it.
+    d.goto(&format!("{base}/"));
+    let v = d.run(
+        "const t = document.title;
+         let keys = [];
+         for (let i = 0; i < 100; i++) {
+           keys = await caches.keys();
+           if (keys.includes('edetail-shell-v2') && !keys.includes('edetail-shell-v1')) break;
+           await new Promise(r => setTimeout(r, 50));
+         }
+         done([t, keys]);",
+    );
+    assert_eq!(v[0], json!("shell v1"), "{v}");
+    let keys = v[1].as_array().unwrap();
+    assert!(keys.contains(&json!("edetail-shell-v2")), "{v}");
+    assert!(
+        !keys.contains(&json!("edetail-shell-v1")),
+        "old shell deleted: {v}"
+    );
+
+    d.goto(&format!("{base}/"));
+    assert_eq!(d.run("done(document.title);"), json!("shell v2"));
     drop(d);
     receiver.stop();
     let _ = std::fs::remove_dir_all(&dir);
