@@ -614,3 +614,53 @@ async fn batches_go_by_size_or_time_and_hold_at_most_100_events() {
         .collect();
     assert_eq!(seqs, (0..250).collect::<Vec<u64>>(), "oldest first");
 }
+
+#[wasm_bindgen_test]
+async fn browser_events_drive_the_tracker() {
+    install_stub();
+    let url = endpoint("listeners");
+    let mut o = opts("listeners");
+    o.listen = true;
+    o.retry_base_ms = 30_000;
+    o.retry_max_ms = 60_000;
+    let t = Tracker::start_with(ctx(&url), o.clone());
+    t.enter_slide("a", "ha", NavVia::Start);
+    script(&url, "{ mode: 'network' }");
+    t.settled().await;
+    t.flush();
+    assert!(wait_for(2_000, || t.status().retry_at_ms.is_some()).await);
+    // `online` retries at once instead of waiting 15-30 s.
+    eval("window.dispatchEvent(new Event('online'))");
+    assert!(
+        wait_for(2_000, || t.status().unsynced == 0).await,
+        "{:?}",
+        t.status()
+    );
+
+    // `visibilitychange` (with document.hidden faked) records hidden/visible.
+    let (seen, _sub) = collect(&t);
+    eval(
+        "Object.defineProperty(document, 'hidden', { value: true, configurable: true }); document.dispatchEvent(new Event('visibilitychange'))",
+    );
+    eval(
+        "Object.defineProperty(document, 'hidden', { value: false, configurable: true }); document.dispatchEvent(new Event('visibilitychange'))",
+    );
+    eval("delete document.hidden");
+    // `pagehide` closes the open view.
+    eval("window.dispatchEvent(new Event('pagehide'))");
+    let kinds: Vec<&str> = seen.borrow().iter().map(|e| e.kind.type_name()).collect();
+    assert_eq!(kinds, ["visibility", "visibility", "slide_view"]);
+    assert_eq!(
+        seen.borrow()[0].kind,
+        EventKind::Visibility { visible: false }
+    );
+    drop(t);
+    // A dropped tracker's listeners are gone: nothing reacts to further events.
+    let again = Tracker::start_with(ctx(""), opts("listeners-2"));
+    let (seen2, _sub2) = collect(&again);
+    eval("window.dispatchEvent(new Event('pagehide'))");
+    assert!(
+        seen2.borrow().is_empty(),
+        "no view open, listeners not installed"
+    );
+}
