@@ -31,13 +31,35 @@ impl Fit {
         }
     }
 
-    /// Inline style for the canvas element.
+    /// Inline style for the canvas element. Numbers are written with integer
+    /// arithmetic ([`fixed`]): float formatting would add kilobytes to the wasm.
     pub fn style(&self) -> String {
         format!(
-            "width:{}px;height:{}px;transform:translate({:.2}px,{:.2}px) scale({:.5})",
-            self.canvas_w, self.canvas_h, self.left, self.top, self.scale
+            "width:{}px;height:{}px;transform:translate({}px,{}px) scale({})",
+            self.canvas_w as i64,
+            self.canvas_h as i64,
+            fixed(self.left, 2),
+            fixed(self.top, 2),
+            fixed(self.scale, 5)
         )
     }
+}
+
+/// `v` with `places` decimals (rounded), without float formatting.
+pub fn fixed(v: f64, places: u32) -> String {
+    let m = 10i64.pow(places);
+    let n = if v.is_finite() {
+        (v * m as f64).round() as i64
+    } else {
+        0
+    };
+    let sign = if n < 0 { "-" } else { "" };
+    let n = n.unsigned_abs();
+    let m = m as u64;
+    if places == 0 {
+        return format!("{sign}{n}");
+    }
+    format!("{sign}{}.{:0width$}", n / m, n % m, width = places as usize)
 }
 
 /// Choose the canvas for a stage of `w` x `h` px and fit it.
@@ -114,5 +136,19 @@ mod tests {
         let g = fit(f64::NAN, 0.0);
         assert!(g.scale.is_finite() && g.scale > 0.0);
         assert!(fit(1024.0, 768.0).style().contains("scale(1.00000)"));
+        assert_eq!(
+            fit(1024.0, 768.0).style(),
+            "width:1024px;height:768px;transform:translate(0.00px,0.00px) scale(1.00000)"
+        );
+    }
+
+    #[test]
+    fn fixed_point_formatting() {
+        assert_eq!(fixed(1.0, 5), "1.00000");
+        assert_eq!(fixed(0.994_79, 3), "0.995");
+        assert_eq!(fixed(-3.456, 2), "-3.46");
+        assert_eq!(fixed(-0.004, 2), "0.00");
+        assert_eq!(fixed(77.4, 0), "77");
+        assert_eq!(fixed(f64::NAN, 2), "0.00");
     }
 }

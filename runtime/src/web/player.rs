@@ -30,7 +30,7 @@ use crate::tracking::{SessionContext, Subscription, SyncStatus, Tracker};
 /// Height of the control bar, CSS px (plus the bottom safe-area inset).
 const BAR_PX: f64 = 64.0;
 /// Events kept for the inspector.
-const INSPECTOR_MAX: usize = 300;
+const INSPECTOR_MAX: usize = 100;
 /// Where a swipe may not start: interactive regions own their gestures.
 const NO_SWIPE: &str = "input,textarea,select,video,.ed-chart,.ed-question,.ed-tablist,.ed-accordion,[data-noswipe],.overlay,.tray";
 
@@ -1346,8 +1346,8 @@ impl Player {
             </main>
             <nav class="bar" aria-label={t(lang, K::Menu)}>
                 <div class="bar-progress" role="progressbar" aria-label={t(lang, K::Progress)}
-                    aria-valuemin="0" aria-valuemax="100" aria-valuenow={format!("{:.0}", progress * 100.0)}>
-                    <div class="bar-progress-fill" style={format!("transform:scaleX({progress:.4})")}></div>
+                    aria-valuemin="0" aria-valuemax="100" aria-valuenow={((progress * 100.0).round() as i64).to_string()}>
+                    <div class="bar-progress-fill" style={format!("transform:scaleX({})", scale::fixed(progress, 4))}></div>
                 </div>
                 <div class="bar-group">
                     <button class="ctl" id="btn-overview" data-testid="overview" aria-label={t(lang, K::Overview)}
