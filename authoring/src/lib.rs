@@ -27,9 +27,15 @@
 //!   [`render_json`]. It only returns `Err` when the deck folder does not exist.
 //! - Output is deterministic: the same deck gives byte-identical `bundle.json` and
 //!   archive (sorted maps, no timestamps, fixed tar headers).
+//! - [`compile_files`] compiles a deck held in memory (path -> bytes), e.g. an editor's
+//!   unsaved buffers; [`bundle_files`] gives the exact files of a bundle (path -> bytes)
+//!   without touching the disk; [`archive_bytes`] the archive bytes.
 //! - [`read_bundle`] reads a bundle directory or `.edetail` archive and verifies the
 //!   bundle hash, each slide's content hash and each asset's hash and size, refusing
-//!   archive entries with unsafe paths.
+//!   archive entries with unsafe paths, and returns a [`LoadedBundle`] (bundle, hash,
+//!   asset bytes). [`read_archive`] does the same from any reader.
+//! - [`scaffold`] holds the `edetail new` deck; [`synth::write_deck`] writes a synthetic
+//!   deck of N slides using every component (benchmarks, stress tests).
 //!
 //! # HTML conventions (what the runtime can rely on in `Slide.html`)
 //!
