@@ -520,6 +520,29 @@ impl<'a> Renderer<'a> {
         root
     }
 
+    /// Byte range of the value of attribute `key` on a directive line (or the whole line).
+    fn attr_span(&self, open: (usize, usize), key: &str) -> (usize, usize) {
+        let line = &self.text[open.0..open.1];
+        let pat = format!("{key}=");
+        let mut from = 0;
+        while let Some(i) = line[from..].find(&pat).map(|i| from + i) {
+            let before = line[..i].chars().next_back();
+            if matches!(before, Some(c) if c.is_whitespace() || c == '{') {
+                let vs = i + pat.len();
+                let rest = &line[vs..];
+                let len = if let Some(q) = rest.strip_prefix('"') {
+                    q.find('"').map_or(rest.len(), |e| e + 2)
+                } else {
+                    rest.find(|c: char| c.is_whitespace() || c == '}')
+                        .unwrap_or(rest.len())
+                };
+                return (open.0 + vs, open.0 + vs + len);
+            }
+            from = i + pat.len();
+        }
+        open
+    }
+
     fn unclosed(&self, o: &Open) -> Diagnostic {
         self.at(
             "E0302",
@@ -969,7 +992,10 @@ impl<'a> Renderer<'a> {
     fn video(&mut self, attrs: &Attrs, open: (usize, usize)) -> String {
         let id = self.component_id("video", attrs.id.as_deref(), open);
         let src = match attrs.get("src") {
-            Some(s) => self.deck.asset(self.file, s, open, "video"),
+            Some(s) => {
+                let sp = self.attr_span(open, "src");
+                self.deck.asset(self.file, s, sp, "video")
+            }
             None => {
                 let d = self
                     .at("E0309", "video needs a `src`", open.0, open.1)
@@ -982,7 +1008,10 @@ impl<'a> Renderer<'a> {
             }
         };
         let poster = match attrs.get("poster") {
-            Some(p) => self.deck.asset(self.file, p, open, "video poster"),
+            Some(p) => {
+                let sp = self.attr_span(open, "poster");
+                self.deck.asset(self.file, p, sp, "video poster")
+            }
             None => {
                 let d = self
                     .at("E0308", "video without poster", open.0, open.1)
@@ -992,9 +1021,10 @@ impl<'a> Renderer<'a> {
                 None
             }
         };
-        let captions = attrs
-            .get("captions")
-            .and_then(|c| self.deck.asset(self.file, c, open, "captions"));
+        let captions = attrs.get("captions").and_then(|c| {
+            let sp = self.attr_span(open, "captions");
+            self.deck.asset(self.file, c, sp, "captions")
+        });
         let title = attrs.get("title").unwrap_or("Video").to_string();
         let (Some(src), Some(poster)) = (src, poster) else {
             return String::new();
@@ -1256,13 +1286,9 @@ impl<'a> Renderer<'a> {
             "line" => ChartKind::Line,
             "forest" => ChartKind::Forest,
             other => {
+                let sp = self.attr_span(open, "type");
                 let d = self
-                    .at(
-                        "E0310",
-                        format!("unknown chart type `{other}`"),
-                        open.0,
-                        open.1,
-                    )
+                    .at("E0310", format!("unknown chart type `{other}`"), sp.0, sp.1)
                     .with_label("unknown type")
                     .with_hint("chart types: bar, line, forest");
                 self.diag(d);
@@ -1474,12 +1500,13 @@ impl<'a> Renderer<'a> {
                 } else {
                     "single, multiple"
                 };
+                let sp = self.attr_span(open, "kind");
                 let d = self
                     .at(
                         "E0310",
                         format!("unknown {pname} kind `{other}`"),
-                        open.0,
-                        open.1,
+                        sp.0,
+                        sp.1,
                     )
                     .with_label("unknown kind")
                     .with_hint(format!("{pname} kinds: {allowed}"));
