@@ -200,9 +200,34 @@ fn every_code_is_documented_and_has_a_fixture() {
             "{code} is not in docs/authoring.md"
         );
         if code != "E0000" {
+            let mut mine: Vec<&String> = fixtures
+                .iter()
+                .filter(|f| f.starts_with(&format!("{code}-")))
+                .collect();
+            mine.sort();
+            let first = mine
+                .first()
+                .unwrap_or_else(|| panic!("{code} has no fixture"));
+            // The documented example is what the (first) fixture really produces.
+            let expected = std::fs::read_to_string(
+                root.join("tests/fixtures").join(first).join("expected.txt"),
+            )
+            .unwrap_or_default();
+            let line = expected
+                .lines()
+                .find(|l| l.starts_with(code.as_str()))
+                .unwrap_or_else(|| panic!("{first}: no {code} line"));
+            let mut parts = line.splitn(4, ' ');
+            let (_, _, loc, msg) = (
+                parts.next(),
+                parts.next(),
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+            );
+            let example = format!("`{loc}`: {}", msg.replace('|', "\\|"));
             assert!(
-                fixtures.iter().any(|f| f.starts_with(&format!("{code}-"))),
-                "{code} has no fixture"
+                doc.contains(&example),
+                "docs/authoring.md lacks the example for {code}: {example}"
             );
         }
     }
