@@ -427,3 +427,29 @@ fn placeholder_lookalikes_do_not_duplicate_generated_markup() {
     let html = &bundle.slides[0].html;
     assert_eq!(html.matches("data-component=").count(), 2, "{html}");
 }
+
+/// A symlink inside the deck that points outside it is refused like `..`.
+#[cfg(unix)]
+#[test]
+fn symlinks_out_of_the_deck_are_refused() {
+    let dir = scaffold_deck();
+    let deck = dir.path().join("deck");
+    let outside = dir.path().join("secret.svg");
+    std::fs::write(&outside, b"<svg/>").expect("write");
+    std::os::unix::fs::symlink(&outside, deck.join("assets/link.svg")).expect("symlink");
+    let slides = deck.join("slides/01-intro.md");
+    let text = std::fs::read_to_string(&slides).expect("read");
+    std::fs::write(
+        &slides,
+        text.replace("(assets/logo.svg)", "(assets/link.svg)"),
+    )
+    .expect("write");
+    let out = compiled(&deck);
+    let codes: Vec<&str> = out.diagnostics.iter().map(|d| d.code).collect();
+    assert_eq!(
+        codes,
+        vec!["E0402"],
+        "{}",
+        render_human(&out.diagnostics, false)
+    );
+}
