@@ -20,16 +20,23 @@ pub struct AnswerState {
     pub correct: Option<bool>,
 }
 
-/// Make bundle-relative asset references absolute under the bundle base.
+/// Point bundle-relative asset references at the bundle base. Images are not loaded
+/// directly: their path moves to `data-asset` and the player sets `src` to a blob URL
+/// only after the bytes matched the manifest's sha256 (see `Player::fill_assets`).
+/// Video sources, posters and captions stream from the base (content-addressed paths
+/// inside the verified manifest; their bytes are not hashed on the device).
 pub fn rewrite_assets(html: &str, base: &str) -> String {
-    let mut s = html.to_string();
-    for attr in ["src", "poster", "href"] {
-        s = s.replace(
-            &format!("{attr}=\"assets/"),
-            &format!("{attr}=\"{base}assets/"),
-        );
-    }
-    s
+    let mut s = html.replace(
+        "<source src=\"assets/",
+        &format!("<source src=\"{base}assets/"),
+    );
+    s = s.replace(
+        "kind=\"captions\" src=\"assets/",
+        &format!("kind=\"captions\" src=\"{base}assets/"),
+    );
+    s = s.replace("poster=\"assets/", &format!("poster=\"{base}assets/"));
+    s = s.replace("href=\"assets/", &format!("href=\"{base}assets/"));
+    s.replace("src=\"assets/", "data-asset=\"assets/")
 }
 
 fn each(root: &Element, sel: &str, mut f: impl FnMut(Element)) {

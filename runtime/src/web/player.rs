@@ -99,6 +99,8 @@ pub enum Msg {
     IsiScroll(Event2),
     Media(web_sys::Event),
     Rerender,
+    AssetReady(String, String),
+    AssetBad(String),
 }
 
 /// A DOM event wrapper (keeps `Msg` readable).
@@ -144,6 +146,11 @@ pub struct Player {
     slides_ref: NodeRef,
     dialog_ref: NodeRef,
     refusal: Option<Refusal>,
+    /// Verified image assets: bundle path -> blob URL.
+    assets: HashMap<String, String>,
+    pending: std::collections::HashSet<String>,
+    /// `performance.mark("edetail:first-slide")` done.
+    marked: bool,
     _listeners: Vec<Closure<dyn FnMut(web_sys::Event)>>,
 }
 
@@ -685,6 +692,39 @@ impl Player {
         self.after(ctx, out, via)
     }
 
+    /// Give every `img[data-asset]` without a `src` its verified blob URL, fetching and
+    /// checking (sha256 and size against the manifest) the ones not seen yet. A
+    /// mismatch, or an image the manifest does not list, refuses the presentation.
+    fn fill_assets(&mut self, ctx: &Context<Self>) {
+        let Ok(list) = dom::document().query_selector_all("img[data-asset]:not([src])") else {
+            return;
+        };
+        for i in 0..list.length() {
+            let Some(img) = list.item(i).and_then(|n| n.dyn_into::<Element>().ok()) else {
+                continue;
+            };
+            let path = img.get_attribute("data-asset").unwrap_or_default();
+            if let Some(url) = self.assets.get(&path) {
+                let _ = img.set_attribute("src", url);
+                continue;
+            }
+            if !self.pending.insert(path.clone()) {
+                continue;
+            }
+            let l = ctx.props().loaded.clone();
+            let link = ctx.link().clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                let msg = match verified_blob(&l, &path).await {
+                    Ok(url) => Msg::AssetReady(path, url),
+                    Err(true) => Msg::AssetBad(path),
+                    // Network trouble: leave the image empty rather than refuse.
+                    Err(false) => return,
+                };
+                link.send_message(msg);
+            });
+        }
+    }
+
     fn measure(&mut self) -> bool {
         let Some(stage) = self.stage.cast::<Element>() else {
             return false;
@@ -702,6 +742,23 @@ impl Player {
             false
         }
     }
+}
+
+/// Fetch an image asset, check it against the manifest and return a blob URL.
+/// `Err(true)`: integrity failure; `Err(false)`: could not fetch.
+async fn verified_blob(l: &Loaded, path: &str) -> Result<String, bool> {
+    let entry = l.bundle.asset(path).ok_or(true)?;
+    let url = crate::options::asset_url(&l.base, path).ok_or(true)?;
+    let auth = l.opts.share.as_deref();
+    let bytes = dom::fetch_bytes(&url, auth).await.map_err(|_| false)?;
+    edetail_format::bundle::verify_asset(entry, &bytes).map_err(|_| true)?;
+    let arr = js_sys::Uint8Array::from(bytes.as_slice());
+    let parts = js_sys::Array::of1(&arr);
+    let opts = web_sys::BlobPropertyBag::new();
+    opts.set_type(&entry.media_type);
+    let blob =
+        web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &opts).map_err(|_| false)?;
+    web_sys::Url::create_object_url_with_blob(&blob).map_err(|_| false)
 }
 
 fn select_tab(root: &Element, tab: &str) {
@@ -819,6 +876,9 @@ impl yew::Component for Player {
             slides_ref: NodeRef::default(),
             dialog_ref: NodeRef::default(),
             refusal,
+            assets: HashMap::new(),
+            pending: Default::default(),
+            marked: false,
             _listeners: vec![],
         };
         match mode {
@@ -837,6 +897,27 @@ impl yew::Component for Player {
         }
         if mode != Mode::Preview {
             crate::tracking::register_service_worker("sw.js");
+            // On a first visit the bundle was fetched before the service worker existed:
+            // fetch it again once the worker controls the page, so it is cached offline.
+            let base = l.base.clone();
+            let auth = l.opts.share.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                let Ok(ready) = dom::window().navigator().service_worker().ready() else {
+                    return;
+                };
+                if wasm_bindgen_futures::JsFuture::from(ready).await.is_err() {
+                    return;
+                }
+                // Give `clients.claim()` a moment to make the worker control this page.
+                let pause = js_sys::Promise::new(&mut |resolve, _| {
+                    let _ = dom::window()
+                        .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 500);
+                });
+                let _ = wasm_bindgen_futures::JsFuture::from(pause).await;
+                for f in ["bundle.sha256", "bundle.json"] {
+                    let _ = dom::fetch_bytes(&format!("{base}{f}"), auth.as_deref()).await;
+                }
+            });
         }
         p
     }
@@ -1133,6 +1214,19 @@ impl yew::Component for Player {
                 false
             }
             Msg::Rerender => true,
+            Msg::AssetReady(path, url) => {
+                self.pending.remove(&path);
+                self.assets.insert(path, url);
+                self.fill_assets(ctx);
+                false
+            }
+            Msg::AssetBad(path) => {
+                self.refusal = Some(Refusal::Integrity(format!(
+                    "asset `{path}` does not match its sha256"
+                )));
+                self.stop_tracker("closed");
+                true
+            }
         }
     }
 
@@ -1201,6 +1295,13 @@ impl yew::Component for Player {
                 && let Some(cur) = self.current_slide_el()
             {
                 dom::focus(&cur);
+            }
+        }
+        self.fill_assets(ctx);
+        if !self.marked && self.current_slide_el().is_some() {
+            self.marked = true;
+            if let Some(p) = dom::window().performance() {
+                let _ = p.mark("edetail:first-slide");
             }
         }
         if self.focus_dialog {
@@ -1284,11 +1385,7 @@ impl Player {
         {
             mounted.push((n.to_string(), "is-next"));
         }
-        let logo = b
-            .theme
-            .logo
-            .as_deref()
-            .and_then(|p| crate::options::asset_url(&ctx.props().loaded.base, p));
+        let logo = b.theme.logo.clone();
         let slides = mounted.into_iter().filter_map(|(id, pos)| {
             let s = b.slide(&id)?;
             let html = self.html.get(&id).cloned().unwrap_or_default();
@@ -1307,7 +1404,7 @@ impl Player {
                     <div class="slide-body">{ Html::from_html_unchecked(html) }</div>
                     <footer class="slide-foot" aria-hidden="true">
                         <span class="code">{ &b.approval.code }</span>
-                        if let Some(logo) = &logo { <img class="logo" src={logo.clone()} alt="" /> }
+                        if let Some(logo) = &logo { <img class="logo" data-asset={logo.clone()} alt="" /> }
                     </footer>
                 </section>
             })
@@ -1525,7 +1622,7 @@ impl Player {
                     if let Some(o) = v.as_object_mut() { o.remove("type"); }
                     let fields = if v.as_object().is_some_and(|o| o.is_empty()) { String::new() } else { v.to_string() };
                     html! {
-                        <li data-event-type={e.kind.type_name()}>
+                        <li data-event-type={e.kind.type_name()} data-event-id={e.id.clone()}>
                             <span class="seq">{ format!("#{}", e.seq) }</span>
                             <span class="type">{ e.kind.type_name() }</span>
                             <span class="slide">{ e.slide_id.clone().unwrap_or_default() }</span>
@@ -1640,7 +1737,7 @@ impl Player {
             Overlay::Zoom { src, alt } => {
                 let body = html! {
                     <div class="dialog-body zoom-body" onclick={link.callback(|_| Msg::Close)}>
-                        <img src={src.clone()} alt={alt.clone()} />
+                        <img data-asset={src.clone()} src={self.assets.get(src).cloned()} alt={alt.clone()} />
                     </div>
                 };
                 self.dialog(ctx, "zoom", alt.clone(), "zoom", body, true)
