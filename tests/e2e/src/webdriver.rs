@@ -197,21 +197,29 @@ impl WebDriver {
             .ok_or_else(|| anyhow!("no element reference for `{css}`: {v}"))
     }
 
-    /// Wait until `css` matches a visible element that is not moving (no finite
-    /// animation or transition running on it or an ancestor), then return it.
+    /// Wait until `css` matches a visible element, then (for up to 2 s) until it is not
+    /// moving (no finite animation or transition running on it or an ancestor), and
+    /// return it. The second wait is bounded because WebKitGTK under Xvfb can report a
+    /// 220 ms CSS animation as "running" for seconds.
     pub fn wait_find(&self, css: &str, timeout: Duration) -> Result<Element> {
         let sel = serde_json::to_string(css)?;
         self.wait_js(
             &format!("`{css}`"),
             &format!(
-                "(() => {{ const e = document.querySelector({sel}); if (!e) return false; const r = e.getBoundingClientRect();
-                   if (!(r.width > 0 && r.height > 0)) return false;
+                "(() => {{ const e = document.querySelector({sel}); if (!e) return false; const r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0; }})()"
+            ),
+            timeout,
+        )?;
+        let _ = self.wait_js(
+            &format!("`{css}` to stop moving"),
+            &format!(
+                "(() => {{ const e = document.querySelector({sel}); if (!e) return true;
                    for (let n = e; n && n.getAnimations; n = n.parentElement)
                      if (n.getAnimations().some(a => a.playState === 'running' && a.effect && isFinite(a.effect.getComputedTiming().endTime))) return false;
                    return true; }})()"
             ),
-            timeout,
-        )?;
+            Duration::from_secs(2),
+        );
         self.find(css)
     }
 
