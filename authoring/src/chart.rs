@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use edetail_format::bundle::ChartKind;
 
 use crate::html::esc;
+use crate::i18n::Lang;
 
 /// Parsed chart data.
 pub struct ChartData {
@@ -175,6 +176,8 @@ pub struct ChartSpec<'a> {
     pub reference: f64,
     pub x_label: &'a str,
     pub palette: &'a [String],
+    /// Language of the generated description, labels and caption.
+    pub lang: Lang,
 }
 
 const W: f64 = 640.0;
@@ -236,7 +239,7 @@ pub fn render(spec: &ChartSpec<'_>, data: &ChartData) -> String {
     let _ = write!(
         s,
         r#"<table class="ed-chart-data"><caption>{}</caption><thead><tr>"#,
-        esc(spec.title)
+        esc(&spec.lang.data_table_caption(spec.title))
     );
     for h in &data.header {
         let _ = write!(s, r#"<th scope="col">{}</th>"#, esc(h));
@@ -262,34 +265,28 @@ fn kind_name(k: ChartKind) -> &'static str {
 }
 
 fn describe(spec: &ChartSpec<'_>, data: &ChartData, unit: &str) -> String {
+    let lang = spec.lang;
     match spec.kind {
-        ChartKind::Forest => format!(
-            "Forest plot of {} rows; reference line at {}. Estimates with 95% intervals: {}.",
+        ChartKind::Forest => lang.forest_desc(
             data.categories.len(),
-            fmt_num(spec.reference),
-            data.categories
+            &fmt_num(spec.reference),
+            &data
+                .categories
                 .iter()
                 .zip(&data.values)
-                .map(|(c, v)| format!(
-                    "{c} {} ({} to {})",
-                    fmt_num(v[0]),
-                    fmt_num(v[1]),
-                    fmt_num(v[2])
-                ))
+                .map(|(c, v)| lang.forest_row(c, &fmt_num(v[0]), &fmt_num(v[1]), &fmt_num(v[2])))
                 .collect::<Vec<_>>()
-                .join("; ")
+                .join("; "),
         ),
         _ => {
             let series = &data.header[1..];
             format!(
-                "{} chart of {} by {}. {}",
-                if spec.kind == ChartKind::Bar {
-                    "Bar"
-                } else {
-                    "Line"
-                },
-                series.join(", "),
-                data.header[0],
+                "{} {}",
+                lang.series_chart_intro(
+                    spec.kind == ChartKind::Bar,
+                    &series.join(", "),
+                    &data.header[0]
+                ),
                 series
                     .iter()
                     .enumerate()
@@ -498,12 +495,10 @@ fn forest(s: &mut String, spec: &ChartSpec<'_>, data: &ChartData) {
         let _ = write!(
             s,
             r#"<g class="ed-forest-row" role="img" aria-label="{label}"><line x1="{x1:.1}" x2="{x2:.1}" y1="{cy:.1}" y2="{cy:.1}" stroke="{col}" stroke-width="2"/><rect x="{rx:.1}" y="{ry:.1}" width="10" height="10" fill="{col}"/></g>"#,
-            label = esc(&format!(
-                "{c}: {} (95% CI {} to {})",
-                fmt_num(v[0]),
-                fmt_num(v[1]),
-                fmt_num(v[2])
-            )),
+            label =
+                esc(&spec
+                    .lang
+                    .forest_row_label(c, &fmt_num(v[0]), &fmt_num(v[1]), &fmt_num(v[2]))),
             x1 = x(v[1]),
             x2 = x(v[2]),
             rx = x(v[0]) - 5.0,

@@ -71,6 +71,7 @@ mod chart;
 mod compile;
 pub mod diag;
 pub mod html;
+pub mod i18n;
 mod io;
 pub mod manifest;
 mod render;

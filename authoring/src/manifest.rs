@@ -144,6 +144,7 @@ pub struct Manifest {
     pub valid_until: Option<(String, usize, usize)>,
     /// Span of the `[approval]` table (or 0..0).
     pub approval_span: (usize, usize),
+    /// `[isi] title`; defaults to the locale's "Important safety information".
     pub isi_title: String,
     pub isi_file: Option<Located>,
     pub view_threshold_ms: u64,
@@ -223,7 +224,7 @@ pub fn parse(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<Manifest>
         valid_from: None,
         valid_until: None,
         approval_span: (0, 0),
-        isi_title: "Important safety information".into(),
+        isi_title: String::new(),
         isi_file: None,
         view_threshold_ms: raw
             .tracking
@@ -477,6 +478,11 @@ pub fn parse(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<Manifest>
                 .with_label("no [[flow]] slides")
                 .with_hint("add [[flow]] sections listing the main-flow slide ids in order"),
         );
+    }
+    if m.isi_title.is_empty() {
+        m.isi_title = crate::i18n::Lang::from_locale(&m.locale)
+            .isi_title()
+            .to_string();
     }
     Some(m)
 }

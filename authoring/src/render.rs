@@ -1025,7 +1025,8 @@ impl<'a> Renderer<'a> {
             let sp = self.attr_span(open, "captions");
             self.deck.asset(self.file, c, sp, "captions")
         });
-        let title = attrs.get("title").unwrap_or("Video").to_string();
+        let lang = crate::i18n::Lang::from_locale(&self.deck.locale);
+        let title = attrs.get("title").unwrap_or(lang.video_title()).to_string();
         let (Some(src), Some(poster)) = (src, poster) else {
             return String::new();
         };
@@ -1051,9 +1052,10 @@ impl<'a> Renderer<'a> {
         if let Some(c) = captions {
             let _ = write!(
                 h,
-                r#"<track kind="captions" src="{}" srclang="{}" label="Captions" default>"#,
+                r#"<track kind="captions" src="{}" srclang="{}" label="{}" default>"#,
                 esc(&c),
-                esc(self.deck.locale.split('-').next().unwrap_or("en"))
+                esc(self.deck.locale.split('-').next().unwrap_or("en")),
+                esc(lang.captions())
             );
         }
         h.push_str("</video>");
@@ -1352,6 +1354,7 @@ impl<'a> Renderer<'a> {
             reference,
             x_label: attrs.get("x_label").unwrap_or(""),
             palette: &self.deck.palette,
+            lang: crate::i18n::Lang::from_locale(&self.deck.locale),
         };
         let html = chart::render(&spec, &data);
         self.components.push(Component::Chart {
