@@ -9,7 +9,9 @@ use std::rc::Rc;
 
 use edetail_format::{Channel, Event, EventKind, NavVia};
 use edetail_runtime::tracking::outbox::Outbox;
-use edetail_runtime::tracking::{DEVICE_ID_KEY, SessionContext, Tracker, TrackerOptions};
+use edetail_runtime::tracking::{
+    DEVICE_ID_KEY, SessionContext, Tracker, TrackerOptions, drain_outbox_with,
+};
 use serde_json::Value;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
@@ -114,6 +116,7 @@ fn opts(tag: &str) -> TrackerOptions {
         retry_max_ms: 1_000,
         listen: false,
         request_persistence: false,
+        pending_prefix: unique(&format!("pending-{tag}")) + ".",
     }
 }
 
@@ -654,4 +657,180 @@ async fn browser_events_drive_the_tracker() {
         seen.borrow()[0].kind,
         EventKind::Visibility { visible: false }
     );
+}
+
+/// `localStorage` keys starting with `prefix`.
+fn pending_keys(prefix: &str) -> Vec<String> {
+    let ls = web_sys::window().unwrap().local_storage().unwrap().unwrap();
+    (0..ls.length().unwrap())
+        .filter_map(|i| ls.key(i).unwrap())
+        .filter(|k| k.starts_with(prefix))
+        .collect()
+}
+
+/// Remember every IndexedDB connection the page opens (`window.__conns`), so a test
+/// can close one and make its tracker's writes fail like those of a dying page.
+const CAPTURE_CONNECTIONS: &str = r#"
+if (!window.__conns) {
+  window.__conns = [];
+  const open = IDBFactory.prototype.open;
+  IDBFactory.prototype.open = function (...args) {
+    const req = open.apply(this, args);
+    req.addEventListener('success', () => window.__conns.push(req.result));
+    return req;
+  };
+}
+"#;
+
+/// The events of `pagehide` (closing `slide_view`, `visibility`) are emitted while the
+/// page goes away; their IndexedDB write may never commit. They are mirrored
+/// synchronously in `localStorage` and moved into the outbox by the next start, so the
+/// session has no `seq` gap.
+#[wasm_bindgen_test]
+async fn events_of_a_dying_page_reach_the_outbox_on_the_next_start() {
+    install_stub();
+    eval(CAPTURE_CONNECTIONS);
+    let o = opts("dying");
+    let t = Tracker::start_with(ctx(""), o.clone());
+    let (seen, _sub) = collect(&t);
+    t.enter_slide("a", "ha", NavVia::Start);
+    t.emit(EventKind::IsiOpen {});
+    t.settled().await;
+    // The page dies: its IndexedDB connection goes away, so nothing more commits.
+    eval(&format!(
+        "window.__conns.filter(c => c.name === {:?}).forEach(c => c.close())",
+        o.db_name
+    ));
+    t.handle_visibility(false);
+    t.handle_pagehide();
+    // Mirrored synchronously, in the same task as the emit.
+    let keys = pending_keys(&o.pending_prefix);
+    assert_eq!(keys.len(), 1, "one pending list: {keys:?}");
+    sleep(300).await;
+    let before: Vec<String> = stored(&o.db_name)
+        .await
+        .iter()
+        .map(|e| e.kind.type_name().to_string())
+        .collect();
+    assert_eq!(
+        before,
+        ["session_start", "isi_open"],
+        "the dying page's writes failed"
+    );
+    drop(t);
+    // Next start (a reload): the pending events are moved into the outbox.
+    let t2 = Tracker::start_with(ctx(""), o.clone());
+    t2.settled().await;
+    let all = stored(&o.db_name).await;
+    let mut by_seq: Vec<(u64, String)> = all
+        .iter()
+        .map(|e| (e.seq, e.kind.type_name().to_string()))
+        .collect();
+    by_seq.sort();
+    assert_eq!(
+        by_seq,
+        [
+            (0, "session_start".to_string()),
+            (1, "isi_open".to_string()),
+            (2, "visibility".to_string()),
+            (3, "slide_view".to_string()),
+        ]
+    );
+    let ids: Vec<String> = seen.borrow().iter().map(|e| e.id.clone()).collect();
+    for id in &ids {
+        assert!(all.iter().any(|e| &e.id == id), "{id} not in the outbox");
+    }
+    assert!(
+        pending_keys(&o.pending_prefix).is_empty(),
+        "the pending list is cleared once its events are in the outbox"
+    );
+    assert_eq!(t2.status().unsynced, 4);
+}
+
+/// Committed events leave the pending list: it holds only what is not yet in IndexedDB.
+#[wasm_bindgen_test]
+async fn pending_list_empties_once_events_are_committed() {
+    install_stub();
+    let o = opts("pending-empty");
+    let t = Tracker::start_with(ctx(""), o.clone());
+    t.enter_slide("a", "ha", NavVia::Start);
+    assert_eq!(pending_keys(&o.pending_prefix).len(), 1);
+    t.settled().await;
+    assert!(pending_keys(&o.pending_prefix).is_empty());
+    assert_eq!(stored(&o.db_name).await.len(), 1);
+}
+
+/// `window.__edetailEvents` lists every emitted event (id, seq, type, session).
+#[wasm_bindgen_test]
+async fn emitted_events_are_listed_on_window() {
+    install_stub();
+    let o = opts("hook");
+    let t = Tracker::start_with(ctx(""), o.clone());
+    let (seen, _sub) = collect(&t);
+    t.enter_slide("a", "ha", NavVia::Start);
+    t.emit(EventKind::IsiOpen {});
+    t.enter_slide("b", "hb", NavVia::Swipe);
+    let list: Vec<Value> = serde_json::from_str(
+        &eval("JSON.stringify(window.__edetailEvents.slice(-2))")
+            .as_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), 2);
+    for (l, e) in list.iter().zip(seen.iter()) {
+        assert_eq!(l["id"], e.id.as_str());
+        assert_eq!(l["seq"], e.seq);
+        assert_eq!(l["type"], e.kind.type_name());
+        assert_eq!(l["session_id"], e.session_id.as_str());
+    }
+    let n = eval("window.__edetailEvents.length").as_f64().unwrap();
+    assert!(n <= edetail_runtime::tracking::EVENT_LOG_CAP as f64);
+    t.settled().await;
+}
+
+/// With no session running (call closed, start-call screen), the outbox drain delivers
+/// what earlier sessions left, retrying with backoff; it pauses while a tracker lives.
+#[wasm_bindgen_test]
+async fn outbox_drains_without_a_session() {
+    install_stub();
+    let o = opts("drain");
+    let url = endpoint("drain");
+    // A call queued events (server unreachable) and was closed.
+    let t = Tracker::start_with(ctx(""), o.clone());
+    t.enter_slide("a", "ha", NavVia::Start);
+    t.emit(EventKind::IsiOpen {});
+    t.end_session("ended");
+    t.settled().await;
+    assert_eq!(stored(&o.db_name).await.len(), 4);
+    // While a tracker is alive, the drain leaves delivery to it.
+    script(&url, "{mode: 'network'}");
+    drain_outbox_with(&url, Some("tok-d"), o.clone());
+    sleep(400).await;
+    assert!(
+        requests(&url).is_empty(),
+        "drain paused while a tracker lives"
+    );
+    drop(t);
+    // First attempt fails (network), the retry delivers.
+    assert!(
+        wait_for(5_000, || requests(&url).len() >= 2).await,
+        "drain retried: {:?}",
+        requests(&url)
+    );
+    let mut left = 1;
+    for _ in 0..100 {
+        left = stored(&o.db_name).await.len();
+        if left == 0 {
+            break;
+        }
+        sleep(50).await;
+    }
+    assert_eq!(left, 0, "outbox drained");
+    let reqs = requests(&url);
+    assert_eq!(reqs[1]["auth"], "Bearer tok-d");
+    let b: Value = serde_json::from_str(reqs[1]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(b["events"].as_array().unwrap().len(), 4);
+    assert_eq!(b["device_id"], "ipad-7");
+    drain_outbox_with("", None, o);
 }

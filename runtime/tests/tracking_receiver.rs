@@ -93,6 +93,7 @@ fn start(token: &str) -> Tracker {
             retry_max_ms: 1000,
             listen: false,
             request_persistence: false,
+            pending_prefix: unique("pending-recv") + ".",
         },
     )
 }

@@ -24,5 +24,6 @@ mod web;
 
 #[cfg(target_arch = "wasm32")]
 pub use tracker::{
-    DEVICE_ID_KEY, SESSION_KEY, Subscription, Tracker, TrackerOptions, register_service_worker,
+    DEVICE_ID_KEY, EVENT_LOG_CAP, PENDING_PREFIX, SESSION_KEY, Subscription, Tracker,
+    TrackerOptions, drain_outbox, drain_outbox_with, register_service_worker,
 };

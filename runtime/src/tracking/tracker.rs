@@ -27,8 +27,14 @@ pub const SESSION_KEY: &str = "edetail.tracking.session";
 pub const DEVICE_ID_KEY: &str = "edetail.device_id";
 /// `localStorage` flag: `navigator.storage.persist()` was asked once on this device.
 pub const PERSIST_ASKED_KEY: &str = "edetail.persist_asked";
+/// `localStorage` key prefix of events emitted but not yet committed to IndexedDB;
+/// one key per tracker (`<prefix><uuid>`), written synchronously with every event so
+/// that events emitted while the page unloads survive (see `recover_pending`).
+pub const PENDING_PREFIX: &str = "edetail.tracking.pending.";
 /// This page's unacknowledged events kept in memory for keepalive flushes.
 const KEEP_IN_MEMORY: usize = 500;
+/// Test hook `window.__edetailEvents`: the last this many emitted events.
+pub const EVENT_LOG_CAP: u32 = 10_000;
 
 /// Knobs with production defaults; tests shorten them.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +49,8 @@ pub struct TrackerOptions {
     pub listen: bool,
     /// Ask `navigator.storage.persist()` (once per device).
     pub request_persistence: bool,
+    /// `localStorage` key prefix of not-yet-committed events (`PENDING_PREFIX`).
+    pub pending_prefix: String,
 }
 
 impl Default for TrackerOptions {
@@ -56,6 +64,7 @@ impl Default for TrackerOptions {
             retry_max_ms: super::backoff::MAX_MS,
             listen: true,
             request_persistence: true,
+            pending_prefix: PENDING_PREFIX.into(),
         }
     }
 }
@@ -89,6 +98,12 @@ struct Inner {
     store: Store,
     /// Emitted, not yet committed to the store.
     to_write: Vec<Entry>,
+    /// Emitted, not yet committed to IndexedDB (mirrored in `localStorage[pending_key]`).
+    uncommitted: Vec<Entry>,
+    pending_key: String,
+    /// A tracker-less outbox drain (`drain_outbox`): never emits, pauses while a
+    /// session tracker is alive.
+    drain_only: bool,
     writing: bool,
     /// Entries in the store (all sessions).
     stored: u32,
@@ -108,6 +123,16 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if !self.drain_only {
+            let left = LIVE_TRACKERS.with(|n| {
+                n.set(n.get().saturating_sub(1));
+                n.get()
+            });
+            if left == 0 {
+                // The session is gone: the drain takes over delivery (after this drop).
+                let _ = web::set_timeout(0, kick_drain);
+            }
+        }
         for (target, name, cb) in self.listeners.drain(..) {
             let _ = target.remove_event_listener_with_callback(name, cb.as_ref().unchecked_ref());
         }
@@ -190,7 +215,15 @@ impl Tracker {
     }
 
     pub fn start_with(ctx: SessionContext, opts: TrackerOptions) -> Tracker {
+        Tracker::start_inner(ctx, opts, false)
+    }
+
+    fn start_inner(ctx: SessionContext, opts: TrackerOptions, drain_only: bool) -> Tracker {
         let now = web::now_ms();
+        if !drain_only {
+            LIVE_TRACKERS.with(|n| n.set(n.get() + 1));
+        }
+        let pending_key = format!("{}{}", opts.pending_prefix, new_id());
         let status = SyncStatus {
             online: web::online(),
             ..SyncStatus::default()
@@ -208,6 +241,9 @@ impl Tracker {
             suspended: false,
             store: Store::Opening,
             to_write: Vec::new(),
+            uncommitted: Vec::new(),
+            pending_key,
+            drain_only,
             writing: false,
             stored: 0,
             recent: Vec::new(),
@@ -286,6 +322,46 @@ impl Tracker {
         }
     }
 
+    /// Mirror the not-yet-committed events in `localStorage` (synchronous).
+    fn save_pending(&self) {
+        let i = self.0.borrow();
+        let Some(ls) = web::local_storage() else {
+            return;
+        };
+        if i.uncommitted.is_empty() {
+            let _ = ls.remove_item(&i.pending_key);
+            return;
+        }
+        let list: Vec<(&str, &str)> = i
+            .uncommitted
+            .iter()
+            .map(|e| (e.id.as_str(), e.json.as_str()))
+            .collect();
+        let Ok(json) = serde_json::to_string(&list) else {
+            return;
+        };
+        if ls.set_item(&i.pending_key, &json).is_err() {
+            drop(i);
+            self.0
+                .borrow_mut()
+                .status
+                .log_line("localStorage full: events emitted while leaving may be lost".into());
+        }
+    }
+
+    /// These events are committed to IndexedDB (or acknowledged): forget them.
+    fn unpend(&self, ids: &[String]) {
+        let changed = {
+            let mut i = self.0.borrow_mut();
+            let before = i.uncommitted.len();
+            i.uncommitted.retain(|e| !ids.contains(&e.id));
+            i.uncommitted.len() != before
+        };
+        if changed {
+            self.save_pending();
+        }
+    }
+
     fn save_record(&self) {
         let i = self.0.borrow();
         if let (Some(rec), Some(s)) = (i.rec.as_ref(), web::session_storage())
@@ -332,6 +408,7 @@ impl Tracker {
                 id: ev.id.clone(),
                 json,
             };
+            i.uncommitted.push(entry.clone());
             i.to_write.push(entry.clone());
             i.recent.push(entry);
             if i.recent.len() > KEEP_IN_MEMORY {
@@ -342,6 +419,10 @@ impl Tracker {
             (ev, subs)
         };
         self.save_record();
+        // Synchronously durable before anything else: an IndexedDB write started now
+        // may never commit when the page is going away (pagehide, reload).
+        self.save_pending();
+        log_event(&event);
         for f in subs {
             f(&event);
         }
@@ -633,9 +714,19 @@ impl Tracker {
     fn open_store(&self) {
         let t = self.clone();
         spawn_local(async move {
-            let name = t.0.borrow().opts.db_name.clone();
+            let (name, prefix, own) = {
+                let i = t.0.borrow();
+                (
+                    i.opts.db_name.clone(),
+                    i.opts.pending_prefix.clone(),
+                    i.pending_key.clone(),
+                )
+            };
             match Outbox::open(&name).await {
                 Ok(db) => {
+                    if let Err(e) = recover_pending(&db, &prefix, &own).await {
+                        t.log(e);
+                    }
                     let stored = db.count().await.unwrap_or(0);
                     {
                         let mut i = t.0.borrow_mut();
@@ -702,6 +793,8 @@ impl Tracker {
                     match db.put(&batch).await {
                         Ok(()) => {
                             t.0.borrow_mut().stored += n;
+                            let ids: Vec<String> = batch.iter().map(|e| e.id.clone()).collect();
+                            t.unpend(&ids);
                         }
                         Err(e) => {
                             // Keep them (in front, in order) and try again shortly.
@@ -714,8 +807,13 @@ impl Tracker {
                             }
                             t.set_error(Some(format!("could not store events: {e}")));
                             t.notify();
-                            let t2 = t.clone();
-                            web::set_timeout(2000, move || t2.write_soon());
+                            // Weak: a dropped tracker's events are in the pending list.
+                            let weak = Rc::downgrade(&t.0);
+                            web::set_timeout(2000, move || {
+                                if let Some(rc) = weak.upgrade() {
+                                    Tracker(rc).write_soon();
+                                }
+                            });
                             return;
                         }
                     }
@@ -778,6 +876,9 @@ impl Tracker {
             if i.sending || i.ctx.endpoint.is_empty() || matches!(i.store, Store::Opening) {
                 return;
             }
+            if i.drain_only && LIVE_TRACKERS.with(|n| n.get()) > 0 {
+                return;
+            }
             i.sending = true;
             i.status.sending = true;
         }
@@ -807,6 +908,8 @@ impl Tracker {
     }
 
     async fn delete(&self, ids: &[String]) -> Result<(), String> {
+        // Acknowledged (or dropped): nothing left to recover, whatever the store.
+        self.unpend(ids);
         let db = {
             let mut i = self.0.borrow_mut();
             i.recent.retain(|e| !ids.contains(&e.id));
@@ -1160,6 +1263,129 @@ impl Tracker {
 enum Step {
     More,
     Done,
+}
+
+/// Move events that earlier pages left in `localStorage` (`<prefix>*`, except `own`)
+/// into the outbox; each key is removed only after its events committed, and only if
+/// nobody rewrote it meanwhile. Putting an event twice is harmless (key = id).
+async fn recover_pending(db: &Outbox, prefix: &str, own: &str) -> Result<(), String> {
+    let Some(ls) = web::local_storage() else {
+        return Ok(());
+    };
+    let n = ls.length().unwrap_or(0);
+    let keys: Vec<String> = (0..n)
+        .filter_map(|k| ls.key(k).ok().flatten())
+        .filter(|k| k.starts_with(prefix) && k != own)
+        .collect();
+    let mut recovered = 0usize;
+    for key in keys {
+        let Some(value) = ls.get_item(&key).ok().flatten() else {
+            continue;
+        };
+        let list: Vec<(String, String)> = serde_json::from_str(&value).unwrap_or_default();
+        let entries: Vec<Entry> = list
+            .into_iter()
+            .filter(|(id, json)| !id.is_empty() && !json.is_empty())
+            .map(|(id, json)| Entry { id, json })
+            .collect();
+        db.put(&entries)
+            .await
+            .map_err(|e| format!("could not recover events emitted while leaving: {e}"))?;
+        recovered += entries.len();
+        if ls.get_item(&key).ok().flatten().as_deref() == Some(value.as_str()) {
+            let _ = ls.remove_item(&key);
+        }
+    }
+    if recovered > 0 {
+        web_sys::console::info_1(&JsValue::from_str(&format!(
+            "edetail tracking: {recovered} events emitted while a page was closing moved to the outbox"
+        )));
+    }
+    Ok(())
+}
+
+/// Test hook: append `{id, seq, type, session_id}` to `window.__edetailEvents`,
+/// keeping the last `EVENT_LOG_CAP` entries.
+fn log_event(e: &Event) {
+    let Some(w) = web_sys::window() else { return };
+    let key = JsValue::from_str("__edetailEvents");
+    let arr = match js_sys::Reflect::get(&w, &key)
+        .ok()
+        .and_then(|v| v.dyn_into::<js_sys::Array>().ok())
+    {
+        Some(a) => a,
+        None => {
+            let a = js_sys::Array::new();
+            let _ = js_sys::Reflect::set(&w, &key, &a);
+            a
+        }
+    };
+    let o = js_sys::Object::new();
+    for (k, v) in [
+        ("id", JsValue::from_str(&e.id)),
+        ("seq", JsValue::from_f64(e.seq as f64)),
+        ("type", JsValue::from_str(e.kind.type_name())),
+        ("session_id", JsValue::from_str(&e.session_id)),
+    ] {
+        let _ = js_sys::Reflect::set(&o, &JsValue::from_str(k), &v);
+    }
+    arr.push(&o);
+    let len = arr.length();
+    if len > EVENT_LOG_CAP {
+        arr.splice(0, len - EVENT_LOG_CAP, &JsValue::UNDEFINED);
+    }
+}
+
+thread_local! {
+    /// Session trackers alive in this page (the drain pauses while any is).
+    static LIVE_TRACKERS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    static DRAIN: RefCell<Option<Tracker>> = const { RefCell::new(None) };
+}
+
+fn kick_drain() {
+    let d = DRAIN.try_with(|d| d.borrow().clone()).ok().flatten();
+    if let Some(d) = d {
+        d.flush();
+    }
+}
+
+/// Deliver what the outbox holds (earlier sessions, closed calls) without a session:
+/// call at app start with the ingest endpoint and token. It keeps running for the life
+/// of the page: resends with backoff, on `online` and when the page becomes visible; it
+/// pauses while a session `Tracker` is alive (that one delivers) and resumes when the
+/// last one is dropped. It never emits or records anything. Calling it again replaces
+/// the endpoint/token. An empty endpoint stops it.
+pub fn drain_outbox(endpoint: &str, token: Option<&str>) {
+    drain_outbox_with(endpoint, token, TrackerOptions::default());
+}
+
+/// `drain_outbox` with other storage names and timers (tests).
+pub fn drain_outbox_with(endpoint: &str, token: Option<&str>, opts: TrackerOptions) {
+    let opts = TrackerOptions {
+        request_persistence: false,
+        ..opts
+    };
+    let same = DRAIN.with(|d| {
+        d.borrow().as_ref().is_some_and(|t| {
+            let i = t.0.borrow();
+            i.ctx.endpoint == endpoint && i.ctx.auth_token.as_deref() == token && i.opts == opts
+        })
+    });
+    if same {
+        kick_drain();
+        return;
+    }
+    let old = DRAIN.with(|d| d.borrow_mut().take());
+    drop(old);
+    if endpoint.is_empty() {
+        return;
+    }
+    let mut ctx = SessionContext::new("", "", "", edetail_format::Channel::SelfServe);
+    ctx.endpoint = endpoint.to_owned();
+    ctx.auth_token = token.map(str::to_owned);
+    ctx.tracking_allowed = false;
+    let t = Tracker::start_inner(ctx, opts, true);
+    DRAIN.with(|d| *d.borrow_mut() = Some(t));
 }
 
 /// POST a batch body; `keepalive` for flushes while the page goes away.
