@@ -895,8 +895,13 @@ impl yew::Component for Player {
         if let Some(s) = b.slide(p.nav.current()) {
             p.announce = i18n::slide_announcement(lang, 1, p.nav.total(), &s.title);
         }
+        // Deliver events left in the outbox by earlier sessions (e.g. a call closed
+        // offline) even while no session runs (start-call screen, declined consent).
+        crate::tracking::drain_outbox(&l.opts.endpoint, l.token.as_deref());
         if mode != Mode::Preview {
             crate::tracking::register_service_worker("sw.js");
+            // Deliver what closed calls left in the outbox, also with no call running.
+            crate::tracking::drain_outbox(&l.opts.endpoint, l.token.as_deref());
             // On a first visit the bundle was fetched before the service worker existed:
             // fetch it again once the worker controls the page, so it is cached offline.
             let base = l.base.clone();
