@@ -900,8 +900,6 @@ impl yew::Component for Player {
         crate::tracking::drain_outbox(&l.opts.endpoint, l.token.as_deref());
         if mode != Mode::Preview {
             crate::tracking::register_service_worker("sw.js");
-            // Deliver what closed calls left in the outbox, also with no call running.
-            crate::tracking::drain_outbox(&l.opts.endpoint, l.token.as_deref());
             // On a first visit the bundle was fetched before the service worker existed:
             // fetch it again once the worker controls the page, so it is cached offline.
             let base = l.base.clone();
