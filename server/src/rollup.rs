@@ -7,7 +7,8 @@
 //! specialty, region, institution or segment) and grain 1 with them (answers those
 //! filters). Distinct physician reach lives in a separate `reach` table (one row per
 //! physician, deck version, day and dimensions, written at session start) because
-//! distinct counts cannot be summed.
+//! distinct counts cannot be summed; `reach_total` (deck, version, channel, physician)
+//! answers reach queries without day, territory or physician-dimension filters quickly.
 //!
 //! Session-level rollups (slides reached per session for drop-off, the path followed
 //! and whether the call had a positive reaction) are computed when a `session_end`
@@ -93,6 +94,8 @@ pub struct ReachKey {
 pub struct Deltas {
     pub rollup: BTreeMap<RollupKey, (i64, i64)>,
     pub reach: BTreeSet<ReachKey>,
+    /// (deck, version, channel, hcp): reach without day or dimension filters.
+    pub reach_total: BTreeSet<(String, String, String, String)>,
 }
 
 /// What a store must look up before [`compute`]: the HCP directory rows of these
@@ -175,6 +178,12 @@ impl Deltas {
         let r = c.row;
         let Some(hcp) = &r.hcp else { return };
         let d = c.hcp.cloned().unwrap_or_default();
+        self.reach_total.insert((
+            r.deck_id.clone(),
+            r.deck_version.clone(),
+            r.channel.to_string(),
+            hcp.clone(),
+        ));
         self.reach.insert(ReachKey {
             deck: r.deck_id.clone(),
             version: r.deck_version.clone(),
@@ -226,7 +235,6 @@ pub fn compute(
                         1,
                         0,
                     );
-                    d.reach(&c);
                 }
             }
             EventKind::BuildStep { step } => {

@@ -180,6 +180,11 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Whether only deck, version and channel are filtered (reach from `reach_total`).
+    pub fn reach_total_suffices(&self) -> bool {
+        self.from_day.is_none() && self.to_day.is_none() && !self.needs_fine_grain()
+    }
+
     /// Whether the filter needs the HCP-level rollup grain.
     pub fn needs_fine_grain(&self) -> bool {
         self.territory.is_some()

@@ -14,9 +14,10 @@ use tokio_postgres::types::ToSql;
 use super::*;
 use crate::rollup;
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE tokens (
   id TEXT PRIMARY KEY, secret_hash TEXT NOT NULL, kind TEXT NOT NULL,
@@ -54,7 +55,18 @@ CREATE TABLE reach (
   PRIMARY KEY (deck, day, version, channel, territory, specialty, region, institution,
                segment, hcp));
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE reach_total (
+  deck TEXT NOT NULL, version TEXT NOT NULL, channel TEXT NOT NULL, hcp TEXT NOT NULL,
+  PRIMARY KEY (deck, version, channel, hcp));
+INSERT INTO reach_total SELECT DISTINCT deck, version, channel, hcp FROM reach
+  ON CONFLICT DO NOTHING;
+"#,
+    ),
+];
 
 pub struct PgStore {
     pool: Pool,
@@ -364,6 +376,22 @@ impl PgStore {
                 )
                 .await?;
             }
+            if !d.reach_total.is_empty() {
+                let mut cols: [Vec<&str>; 4] = Default::default();
+                for (a, b, c, h) in &d.reach_total {
+                    cols[0].push(a);
+                    cols[1].push(b);
+                    cols[2].push(c);
+                    cols[3].push(h);
+                }
+                tx.execute(
+                    "INSERT INTO reach_total (deck, version, channel, hcp)
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])
+                     ON CONFLICT DO NOTHING",
+                    &[&cols[0], &cols[1], &cols[2], &cols[3]],
+                )
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(flags)
@@ -651,13 +679,15 @@ impl Store for PgStore {
 
     fn reach(&self, filter: &Filter, group: GroupBy) -> StoreFuture<'_, Vec<AggRow>> {
         let (w, p) = filter_sql(None, filter, false);
+        let total = filter.reach_total_suffices();
         let cols = match group {
             GroupBy::K1 | GroupBy::K1K2 => "deck",
             g => g.columns(),
         };
         Box::pin(async move {
+            let table = if total { "reach_total" } else { "reach" };
             let sql = format!(
-                "SELECT {cols}, COUNT(DISTINCT hcp), CAST(0 AS BIGINT) FROM reach{w} GROUP BY {cols}"
+                "SELECT {cols}, COUNT(DISTINCT hcp), CAST(0 AS BIGINT) FROM {table}{w} GROUP BY {cols}"
             );
             self.query_agg(&sql, &p, 1).await
         })

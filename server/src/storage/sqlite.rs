@@ -14,9 +14,10 @@ use super::*;
 use crate::rollup;
 
 /// Versioned migrations, applied in order at open.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE tokens (
   id TEXT PRIMARY KEY, secret_hash TEXT NOT NULL, kind TEXT NOT NULL,
@@ -54,7 +55,17 @@ CREATE TABLE reach (
   PRIMARY KEY (deck, day, version, channel, territory, specialty, region, institution,
                segment, hcp)) WITHOUT ROWID;
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE reach_total (
+  deck TEXT NOT NULL, version TEXT NOT NULL, channel TEXT NOT NULL, hcp TEXT NOT NULL,
+  PRIMARY KEY (deck, version, channel, hcp)) WITHOUT ROWID;
+INSERT OR IGNORE INTO reach_total SELECT DISTINCT deck, version, channel, hcp FROM reach;
+"#,
+    ),
+];
 
 type Finisher = Box<dyn FnOnce(Result<(), String>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Finisher) + Send>;
@@ -410,6 +421,13 @@ fn ingest_tx(c: &Connection, rows: &[EventRow]) -> Result<Vec<bool>, StoreError>
             k.segment,
             k.hcp
         ])?;
+    }
+    let mut rt = c.prepare_cached(
+        "INSERT INTO reach_total (deck, version, channel, hcp) VALUES (?1,?2,?3,?4)
+         ON CONFLICT DO NOTHING",
+    )?;
+    for (deck, version, channel, hcp) in &d.reach_total {
+        rt.execute(params![deck, version, channel, hcp])?;
     }
     Ok(flags)
 }
