@@ -15,6 +15,15 @@
  * - Bundle files are cached by URL without query (cache-busting queries still work offline).
  * - Bundle assets (/assets/<64 hex>.<ext>, content-addressed, any origin): cache-first,
  *   forever. Range requests (video) are answered from the cached file.
+ *   Integrity: a downloaded asset is cached only when the SHA-256 of its bytes equals
+ *   the 64 hex digits of its name. On a mismatch nothing is cached, open pages get
+ *   {type: "edetail-integrity", url}, elements (<img>, <video>, ...) get a 502, and a
+ *   page's own fetch() gets the bytes with `X-Edetail-Integrity: mismatch` so the
+ *   runtime's check (format::bundle::verify_asset) shows its refusal. Opaque
+ *   (cross-origin, no CORS) answers cannot be read and are cached unverified.
+ * - Messages: {type: "edetail-cache", urls: [...]} from a page caches those bundle files
+ *   and assets (verified) now. The runtime sends the bundle URLs it fetched before this
+ *   worker controlled it (first visit), so the deck opens offline from the next load.
  * - bundle.json / bundle.sha256: network-first (4 s timeout), cache fallback, so
  *   a deck opened once starts offline and a republished one is picked up online.
  * - Never touched: non-GET requests (event uploads), /api/ URLs, other cross-origin GETs.
@@ -157,7 +166,65 @@ function keyOf(req) {
   return u.origin + u.pathname;
 }
 
-/* Content-addressed asset: cache-first, stored forever. */
+function hex(buf) {
+  return Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/* The 64 hex digits of an asset URL (its SHA-256). */
+function expectedHash(url) {
+  const m = /\/assets\/([0-9a-f]{64})(\.[A-Za-z0-9]+)?$/.exec(new URL(url).pathname);
+  return m ? m[1] : null;
+}
+
+async function bytesMatch(buf, url) {
+  const want = expectedHash(url);
+  if (!want) return false;
+  return hex(await crypto.subtle.digest('SHA-256', buf)) === want;
+}
+
+async function reportIntegrity(url, clientId) {
+  const list = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+  list
+    .filter((c) => !clientId || c.id === clientId)
+    .forEach((c) => c.postMessage({ type: 'edetail-integrity', url }));
+}
+
+/* Fetch an asset from the network, verify it and cache it when it matches.
+ * Returns {response, verified: true|false|null (opaque, unreadable)}. */
+async function fetchVerifiedAsset(cache, key, request) {
+  const r = await fetch(request);
+  if (r.type === 'opaque') {
+    await cache.put(key, r.clone());
+    return { response: r, verified: null };
+  }
+  if (!(r.ok && r.status === 200)) return { response: r, verified: null };
+  const buf = await r.arrayBuffer();
+  // The body is decoded: drop the network's length/encoding headers.
+  const headers = new Headers(r.headers);
+  headers.delete('Content-Length');
+  headers.delete('Content-Encoding');
+  const init = { status: r.status, statusText: r.statusText, headers };
+  if (!(await bytesMatch(buf, key))) return { response: new Response(buf, init), verified: false };
+  await cache.put(key, new Response(buf, init));
+  return { response: new Response(buf, init), verified: true };
+}
+
+function integrityFailure(req, bad) {
+  if (req.destination === '') {
+    // The page's own fetch(): hand it the bytes (uncached); the runtime verifies them
+    // against the manifest and shows the integrity refusal.
+    const headers = new Headers(bad.headers);
+    headers.set('X-Edetail-Integrity', 'mismatch');
+    return new Response(bad.body, { status: bad.status, statusText: bad.statusText, headers });
+  }
+  return new Response('asset bytes do not match their sha256 name', {
+    status: 502,
+    statusText: 'Integrity Mismatch',
+    headers: { 'Content-Type': 'text/plain', 'X-Edetail-Integrity': 'mismatch' },
+  });
+}
+
+/* Content-addressed asset: cache-first, stored forever (only once verified). */
 async function assetResponse(event) {
   const req = event.request;
   const cache = await caches.open(BUNDLE_CACHE);
@@ -166,19 +233,61 @@ async function assetResponse(event) {
   const range = req.headers.get('range');
   if (cached) return range && cached.type !== 'opaque' ? rangeResponse(cached, range) : cached;
   if (range) {
-    // Media asks for ranges; fetch the whole file in the background for next time.
+    // Media asks for ranges; fetch the whole file in the background for next time
+    // (verified before it is cached; the ranges streamed now are not verified).
     event.waitUntil(
-      fetch(key, { mode: 'cors', credentials: 'same-origin' })
-        .then((r) => (r.ok && r.status === 200 ? cache.put(key, r) : null))
+      fetchVerifiedAsset(cache, key, new Request(key, { mode: 'cors', credentials: 'same-origin' }))
+        .then((got) => (got.verified === false ? reportIntegrity(key, event.clientId) : null))
         .catch(() => null),
     );
     return fetch(req);
   }
-  const r = await fetch(req);
-  // Opaque (cross-origin, no CORS) answers are cached too: the name is the content hash.
-  if ((r.ok && r.status === 200) || r.type === 'opaque') event.waitUntil(cache.put(key, r.clone()));
-  return r;
+  const got = await fetchVerifiedAsset(cache, key, req);
+  if (got.verified === false) {
+    event.waitUntil(reportIntegrity(key, event.clientId || event.resultingClientId));
+    return integrityFailure(req, got.response);
+  }
+  return got.response;
 }
+
+/* {type: "edetail-cache", urls}: cache bundle files and assets a page fetched before
+ * this worker controlled it. */
+async function cacheUrls(urls, clientId) {
+  const cache = await caches.open(BUNDLE_CACHE);
+  for (const u of urls) {
+    let url;
+    try {
+      url = new URL(u, self.registration.scope);
+    } catch (e) {
+      continue;
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') continue;
+    if (url.pathname.includes('/api/')) continue;
+    const key = url.origin + url.pathname;
+    try {
+      if (ASSET_RE.test(url.pathname)) {
+        if (await cache.match(key)) continue;
+        const got = await fetchVerifiedAsset(cache, key, new Request(key, { mode: 'cors', credentials: 'same-origin' }));
+        if (got.verified === false) await reportIntegrity(key, clientId);
+      } else if (BUNDLE_META_RE.test(url.pathname)) {
+        const r = await fetch(url.href, { credentials: 'same-origin' });
+        if (r.ok && r.status === 200) await cache.put(key, r);
+      }
+    } catch (e) {
+      // Offline or refused: the next online load caches it through the fetch handler.
+    }
+  }
+}
+
+self.addEventListener('message', (event) => {
+  const d = event.data;
+  if (!d || d.type !== 'edetail-cache' || !Array.isArray(d.urls)) return;
+  const clientId = event.source && event.source.id;
+  const done = cacheUrls(d.urls.slice(0, 500), clientId).then(() => {
+    if (event.source) event.source.postMessage({ type: 'edetail-cached', count: d.urls.length });
+  });
+  event.waitUntil(done);
+});
 
 /* Answer `bytes=a-b` from a cached full response. */
 async function rangeResponse(full, range) {

@@ -253,11 +253,34 @@ fn site(tag: &str) -> PathBuf {
     let sw = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../www/sw.js");
     write(&www, "sw.js", &std::fs::read(&sw).expect("www/sw.js"));
     write(&www, "index.html", b"<!doctype html><meta charset=utf-8><title>shell v1</title><script src=\"app.js\"></script>");
+    // `?first`: a first visit as the runtime makes it: the bundle is fetched before the
+    // worker exists; once it is active the page posts the fetched bundle URLs to it
+    // (what `tracking::register_service_worker` does with the resource timing entries).
     write(
         &www,
         "app.js",
-        b"window.swReady = navigator.serviceWorker.register('sw.js').then(() => navigator.serviceWorker.ready);\n\
-          window.load = async (u, init) => { const r = await fetch(u, init); return r.status + ':' + (await r.text()); };\n",
+        format!(
+            "window.integrity = [];\n\
+             navigator.serviceWorker.addEventListener('message', (e) => {{ if (e.data && e.data.type === 'edetail-integrity') window.integrity.push(e.data.url); }});\n\
+             window.load = async (u, init) => {{ const r = await fetch(u, init); return r.status + ':' + (await r.text()); }};\n\
+             window.swReady = (async () => {{\n\
+               if (location.search.includes('first')) {{\n\
+                 for (const u of ['/decks/demo/bundle.json', '/decks/demo/bundle.sha256', '{GOOD}']) await fetch(u);\n\
+               }}\n\
+               await navigator.serviceWorker.register('sw.js');\n\
+               const reg = await navigator.serviceWorker.ready;\n\
+               if (location.search.includes('first')) {{\n\
+                 const urls = performance.getEntriesByType('resource').map((e) => e.name)\n\
+                   .filter((n) => /\\/bundle\\.(json|sha256)$|\\/assets\\/[0-9a-f]{{64}}/.test(n));\n\
+                 const cached = new Promise((r) => navigator.serviceWorker.addEventListener('message', (e) => {{ if (e.data.type === 'edetail-cached') r(e.data.count); }}));\n\
+                 reg.active.postMessage({{ type: 'edetail-cache', urls }});\n\
+                 window.cachedCount = await cached;\n\
+               }}\n\
+               return reg;\n\
+             }})();\n",
+            GOOD = good_asset()
+        )
+        .as_bytes(),
     );
     write(
         &www,
@@ -266,12 +289,28 @@ fn site(tag: &str) -> PathBuf {
     );
     write(&www, "decks/demo/bundle.json", br#"{"deck":"demo"}"#);
     write(&www, "decks/demo/bundle.sha256", b"abc123");
-    write(
-        &www,
-        &format!("decks/demo/assets/{}.txt", "a".repeat(64)),
-        b"0123456789",
-    );
+    write(&www, &good_asset()[1..], GOOD_BYTES);
+    // Content that does not match its name (a tampered asset).
+    write(&www, &bad_asset()[1..], b"tampered!");
     d
+}
+
+const GOOD_BYTES: &[u8] = b"0123456789";
+
+/// Path of an asset named by the sha256 of its bytes.
+fn good_asset() -> String {
+    format!(
+        "/decks/demo/assets/{}.txt",
+        edetail_format::sha256_hex(GOOD_BYTES)
+    )
+}
+
+/// Path of an asset whose bytes are not those its name promises.
+fn bad_asset() -> String {
+    format!(
+        "/decks/demo/assets/{}.svg",
+        edetail_format::sha256_hex(b"the original")
+    )
 }
 
 #[test]
@@ -288,7 +327,7 @@ fn shell_and_opened_bundle_work_with_the_server_gone() {
     .unwrap();
     let mut net = Network::new(receiver.addr());
     let base = net.url();
-    let asset = format!("/decks/demo/assets/{}.txt", "a".repeat(64));
+    let asset = good_asset();
     let d = Driver::start(&browser);
 
     d.goto(&format!("{base}/?deck=demo"));
@@ -401,6 +440,112 @@ fn shell_updates_arrive_on_the_next_load() {
 
     d.goto(&format!("{base}/"));
     assert_eq!(d.run("done(document.title);"), json!("shell v2"));
+    drop(d);
+    receiver.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// First visit: the bundle and an asset are fetched before the worker exists; once it is
+/// active the page posts their URLs, the worker caches them, and an offline reload
+/// opens the bundle.
+#[test]
+#[ignore = "needs a browser and WebDriver: runtime/run-wasm-tests.sh runs it"]
+fn first_visit_bundle_is_cached_for_an_offline_reload() {
+    let browser = std::env::var("EDETAIL_BROWSER").unwrap_or_else(|_| "chrome".into());
+    let dir = site("first");
+    let receiver = Receiver::start(Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        dir: Some(dir.join("www")),
+        out: dir.join("events.jsonl"),
+        token: None,
+    })
+    .unwrap();
+    let mut net = Network::new(receiver.addr());
+    let base = net.url();
+    let asset = good_asset();
+    let d = Driver::start(&browser);
+    d.goto(&format!("{base}/?first"));
+    let v = d.run("await window.swReady; done(window.cachedCount);");
+    assert_eq!(
+        v,
+        json!(3),
+        "the page posted the three bundle URLs it fetched"
+    );
+    net.cut();
+    d.goto(&format!("{base}/?again"));
+    let v = d.run(&format!(
+        "done([document.title, await load('/decks/demo/bundle.json').catch(e => 'failed'),
+               await load('/decks/demo/bundle.sha256').catch(e => 'failed'),
+               await load('{asset}').catch(e => 'failed')]);"
+    ));
+    assert_eq!(
+        v,
+        json!([
+            "shell v1",
+            "200:{\"deck\":\"demo\"}",
+            "200:abc123",
+            "200:0123456789"
+        ]),
+        "offline reload after a first visit ({browser})"
+    );
+    drop(d);
+    receiver.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An asset whose bytes do not match its sha256 name is never cached: an element gets a
+/// 502, the page's fetch gets the bytes marked `X-Edetail-Integrity: mismatch` (the
+/// runtime's own check refuses them), and the page is told.
+#[test]
+#[ignore = "needs a browser and WebDriver: runtime/run-wasm-tests.sh runs it"]
+fn tampered_assets_are_not_cached_and_reported() {
+    let browser = std::env::var("EDETAIL_BROWSER").unwrap_or_else(|_| "chrome".into());
+    let dir = site("tampered");
+    let receiver = Receiver::start(Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        dir: Some(dir.join("www")),
+        out: dir.join("events.jsonl"),
+        token: None,
+    })
+    .unwrap();
+    let mut net = Network::new(receiver.addr());
+    let base = net.url();
+    let (good, bad) = (good_asset(), bad_asset());
+    let d = Driver::start(&browser);
+    d.goto(&format!("{base}/"));
+    let v = d.run(&format!(
+        "await window.swReady;
+         for (let i = 0; i < 100 && !navigator.serviceWorker.controller; i++) await new Promise(r => setTimeout(r, 50));
+         const r = await fetch('{bad}');
+         const fetched = [r.status, r.headers.get('X-Edetail-Integrity'), await r.text()];
+         const img = await new Promise((res) => {{
+           const i = new Image(); i.onload = () => res('loaded'); i.onerror = () => res('error');
+           i.src = '{bad}?img';
+         }});
+         for (let i = 0; i < 100 && window.integrity.length < 2; i++) await new Promise(r => setTimeout(r, 50));
+         done([fetched, img, window.integrity.length >= 1, await load('{good}')]);"
+    ));
+    assert_eq!(
+        v,
+        json!([
+            [200, "mismatch", "tampered!"],
+            "error",
+            true,
+            "200:0123456789"
+        ]),
+        "{browser}"
+    );
+    d.run("await new Promise(r => setTimeout(r, 300)); done(1);");
+    net.cut();
+    d.goto(&format!("{base}/?offline"));
+    let v = d.run(&format!(
+        "done([await load('{good}').catch(e => 'failed'), await load('{bad}').catch(e => 'failed')]);"
+    ));
+    assert_eq!(
+        v,
+        json!(["200:0123456789", "failed"]),
+        "the verified asset is cached, the tampered one is not ({browser})"
+    );
     drop(d);
     receiver.stop();
     let _ = std::fs::remove_dir_all(&dir);
