@@ -1429,13 +1429,116 @@ pub fn register_service_worker(url: &str) {
     if !web::has(&nav, "serviceWorker") {
         return;
     }
-    let promise = nav.service_worker().register(url);
+    let container = nav.service_worker();
+    listen_integrity(&container);
+    let promise = container.register(url);
     spawn_local(async move {
         if let Err(e) = JsFuture::from(promise).await {
             web_sys::console::warn_1(&JsValue::from_str(&format!(
                 "edetail: service worker not registered: {}",
                 web::js_err(&e)
             )));
+            return;
+        }
+        // First visit: the bundle was fetched before the worker existed. Hand the worker
+        // the bundle files and assets this page fetched, so they are cached for offline.
+        let Ok(ready) = container.ready() else { return };
+        let Ok(reg) = JsFuture::from(ready).await else {
+            return;
+        };
+        post_fetched_bundle_urls(&reg);
+        // Fetches between `ready` and the worker taking control were not seen by it.
+        web::sleep(3_000).await;
+        post_fetched_bundle_urls(&reg);
+    });
+}
+
+/// `true` for URLs the service worker caches as bundle files or assets.
+pub fn is_bundle_url(url: &str) -> bool {
+    let path = url.split(['?', '#']).next().unwrap_or("");
+    if path.ends_with("/bundle.json") || path.ends_with("/bundle.sha256") {
+        return true;
+    }
+    let Some((_, name)) = path.rsplit_once("/assets/") else {
+        return false;
+    };
+    let hash = name.split_once('.').map(|(h, _)| h).unwrap_or(name);
+    hash.len() == 64
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && name[64..]
+            .bytes()
+            .skip(1)
+            .all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Post `{type: "edetail-cache", urls}` (bundle files and assets in the page's
+/// resource timing entries) to the active worker of `reg`.
+fn post_fetched_bundle_urls(reg: &JsValue) {
+    let Some(perf) = web_sys::window().and_then(|w| w.performance()) else {
+        return;
+    };
+    let urls = js_sys::Array::new();
+    for e in perf.get_entries_by_type("resource").iter() {
+        if let Some(name) = js_sys::Reflect::get(&e, &JsValue::from_str("name"))
+            .ok()
+            .and_then(|v| v.as_string())
+            && is_bundle_url(&name)
+            && !name.starts_with("blob:")
+        {
+            urls.push(&JsValue::from_str(&name));
+        }
+    }
+    if urls.length() == 0 {
+        return;
+    }
+    let Ok(active) = js_sys::Reflect::get(reg, &JsValue::from_str("active")) else {
+        return;
+    };
+    let Some(post) = js_sys::Reflect::get(&active, &JsValue::from_str("postMessage"))
+        .ok()
+        .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+    else {
+        return;
+    };
+    let msg = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&msg, &"type".into(), &"edetail-cache".into());
+    let _ = js_sys::Reflect::set(&msg, &"urls".into(), &urls);
+    let _ = post.call1(&active, &msg);
+}
+
+/// The worker found an asset whose bytes do not match its name: log it and dispatch a
+/// window `edetail-integrity` event (`detail` = the URL) the UI may turn into its
+/// integrity refusal (images are refused by the page's own check in any case).
+fn listen_integrity(container: &web_sys::ServiceWorkerContainer) {
+    let cb = Closure::<dyn FnMut(web_sys::Event)>::new(|ev: web_sys::Event| {
+        let data = js_sys::Reflect::get(&ev, &JsValue::from_str("data")).unwrap_or_default();
+        let ty = js_sys::Reflect::get(&data, &JsValue::from_str("type"))
+            .ok()
+            .and_then(|v| v.as_string());
+        if ty.as_deref() != Some("edetail-integrity") {
+            return;
+        }
+        let url = js_sys::Reflect::get(&data, &JsValue::from_str("url")).unwrap_or_default();
+        web_sys::console::error_2(
+            &JsValue::from_str("edetail: asset bytes do not match their sha256 name:"),
+            &url,
+        );
+        let Some(w) = web_sys::window() else { return };
+        let Some(ctor) = js_sys::Reflect::get(&w, &JsValue::from_str("CustomEvent"))
+            .ok()
+            .and_then(|c| c.dyn_into::<js_sys::Function>().ok())
+        else {
+            return;
+        };
+        let init = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&init, &"detail".into(), &url);
+        let args = js_sys::Array::of2(&JsValue::from_str("edetail-integrity"), &init);
+        if let Ok(e) = js_sys::Reflect::construct(&ctor, &args) {
+            let _ = w.dispatch_event(e.unchecked_ref());
         }
     });
+    let _ = container.add_event_listener_with_callback("message", cb.as_ref().unchecked_ref());
+    cb.forget();
 }
