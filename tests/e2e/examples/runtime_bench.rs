@@ -52,10 +52,7 @@ const PROBE: &str = r#"<script>
 fn receiver_bin() -> Result<std::path::PathBuf> {
     // The example is built next to the `e2e-receiver` binary of this package.
     let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("target dir")?;
+    let dir = exe.parent().and_then(Path::parent).context("target dir")?;
     let bin = dir.join("e2e-receiver");
     if !bin.is_file() {
         bail!(
@@ -72,7 +69,11 @@ fn median(v: &mut [f64]) -> f64 {
         return f64::NAN;
     }
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -120,7 +121,10 @@ fn report(name: &str, v: &mut [f64], budget: Option<f64>) {
         Some(b) => format!("  (budget {b} ms: OVER)"),
         None => String::new(),
     };
-    println!("{name:<48} median {m:8.2} ms  min {lo:8.2}  max {hi:8.2}  n={}{verdict}", v.len());
+    println!(
+        "{name:<48} median {m:8.2} ms  min {lo:8.2}  max {hi:8.2}  n={}{verdict}",
+        v.len()
+    );
 }
 
 fn main() -> Result<()> {
@@ -152,7 +156,9 @@ fn main() -> Result<()> {
     println!(
         "runtime_bench: synthetic deck, {} slides ({flow} in the main flow), {runs} runs, headless Chromium, {} cores",
         bundle.slides.len(),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
     );
 
     // 1a. Cold: a new profile each run.
@@ -180,7 +186,15 @@ fn main() -> Result<()> {
     let (mut sw_dom, mut sw_paint, mut sw_fcp) = (vec![], vec![], vec![]);
     for _ in 0..runs {
         let (d, p, f) = first_slide(&s, &url, true)?;
-        if !s.wd.js("return !!document.querySelector('[data-testid=player]')", vec![])?.as_bool().unwrap_or(false) {
+        if !s
+            .wd
+            .js(
+                "return !!document.querySelector('[data-testid=player]')",
+                vec![],
+            )?
+            .as_bool()
+            .unwrap_or(false)
+        {
             bail!("offline reload did not present the deck");
         }
         sw_dom.push(d);
@@ -254,14 +268,30 @@ fn main() -> Result<()> {
 
     println!();
     report("first slide in DOM, cold", &mut cold_dom, Some(200.0));
-    report("first slide painted (next frame), cold", &mut cold_paint, Some(200.0));
+    report(
+        "first slide painted (next frame), cold",
+        &mut cold_paint,
+        Some(200.0),
+    );
     report("first-contentful-paint, cold", &mut cold_fcp, None);
-    report("first slide in DOM, SW cache (server down)", &mut sw_dom, Some(100.0));
-    report("first slide painted (next frame), SW cache", &mut sw_paint, Some(100.0));
+    report(
+        "first slide in DOM, SW cache (server down)",
+        &mut sw_dom,
+        Some(100.0),
+    );
+    report(
+        "first slide painted (next frame), SW cache",
+        &mut sw_paint,
+        Some(100.0),
+    );
     report("first-contentful-paint, SW cache", &mut sw_fcp, None);
     println!();
     println!("walk: {changes} slide changes, {} key presses", work.len());
-    report("main-thread work per key press (task+render)", &mut work, Some(4.0));
+    report(
+        "main-thread work per key press (task+render)",
+        &mut work,
+        Some(4.0),
+    );
     println!(
         "{:<48} p90 {:8.2} ms  max {:8.2} ms",
         "",
@@ -275,9 +305,8 @@ fn main() -> Result<()> {
         long.len(),
         w["longtask"]
     );
-    let growth = |k: &str| -> Option<f64> {
-        Some((h1[k].as_f64()? - h0[k].as_f64()?) / 1_048_576.0)
-    };
+    let growth =
+        |k: &str| -> Option<f64> { Some((h1[k].as_f64()? - h0[k].as_f64()?) / 1_048_576.0) };
     println!(
         "JS heap: {:.2} MB -> {:.2} MB, growth {:.2} MB after gc (gc available: {}) (budget 5 MB)",
         h0["heap"].as_f64().unwrap_or(f64::NAN) / 1_048_576.0,

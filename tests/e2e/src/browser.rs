@@ -135,7 +135,15 @@ struct Xvfb {
 fn start_xvfb() -> Result<Xvfb> {
     let bin = which("Xvfb").ok_or_else(|| anyhow!("Xvfb not found"))?;
     let mut child = Command::new(bin)
-        .args(["-displayfd", "1", "-screen", "0", "1920x1200x24", "-nolisten", "tcp"])
+        .args([
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "1920x1200x24",
+            "-nolisten",
+            "tcp",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

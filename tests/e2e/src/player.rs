@@ -121,7 +121,12 @@ fn swipe_origin(wd: &WebDriver) -> Result<(f64, f64, f64)> {
 /// Dispatch a pointer drag as script PointerEvents (used where the driver has no touch
 /// actions: WebKitWebDriver). The events carry `pointerType` and are trusted=false, but
 /// take the same path through the runtime's pointer handlers.
-pub fn script_drag(wd: &WebDriver, kind: PointerKind, from: (f64, f64), to: (f64, f64)) -> Result<()> {
+pub fn script_drag(
+    wd: &WebDriver,
+    kind: PointerKind,
+    from: (f64, f64),
+    to: (f64, f64),
+) -> Result<()> {
     wd.js(
         "const [x0, y0, x1, y1, type] = arguments;
          const target = document.elementFromPoint(x0, y0);
@@ -201,7 +206,10 @@ pub fn wait_outbox_empty(wd: &WebDriver, timeout: Duration) -> Result<()> {
                     vec![],
                 )
                 .unwrap_or_default();
-            bail!("{} events still unsent after {timeout:?} (sync status: {status})", ids.len());
+            bail!(
+                "{} events still unsent after {timeout:?} (sync status: {status})",
+                ids.len()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }

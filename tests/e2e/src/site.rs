@@ -21,7 +21,12 @@ pub fn dist_www() -> Result<PathBuf> {
     let dir = std::env::var_os("EDETAIL_DIST_WWW")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("dist").join("www"));
-    for f in ["index.html", "edetail_runtime.js", "edetail_runtime_bg.wasm", "sw.js"] {
+    for f in [
+        "index.html",
+        "edetail_runtime.js",
+        "edetail_runtime_bg.wasm",
+        "sw.js",
+    ] {
         if !dir.join(f).is_file() {
             bail!(
                 "{} has no {f}: build the runtime first (`cargo xtask runtime`)",
@@ -54,10 +59,7 @@ pub fn compile_sample(name: &str) -> Result<Compiled> {
 }
 
 pub fn compile_dir(dir: &Path) -> Result<Compiled> {
-    let c = edetail_authoring::compile(
-        dir,
-        &CompileOptions::new(edetail_authoring::today_utc()),
-    )?;
+    let c = edetail_authoring::compile(dir, &CompileOptions::new(edetail_authoring::today_utc()))?;
     if c.bundle.is_none() {
         bail!(
             "{} does not compile:\n{}",
@@ -100,7 +102,9 @@ impl Site {
     pub fn add_bundle(&self, name: &str, bundle: &Bundle, c: &Compiled) -> Result<String> {
         let dir = self.bundle_dir(name);
         std::fs::create_dir_all(&dir)?;
-        Ok(edetail_authoring::write_bundle_dir(bundle, &c.assets, &dir)?)
+        Ok(edetail_authoring::write_bundle_dir(
+            bundle, &c.assets, &dir,
+        )?)
     }
 
     pub fn bundle_dir(&self, name: &str) -> PathBuf {

@@ -151,7 +151,12 @@ impl WebDriver {
             "/execute/async",
             Some(json!({ "script": script, "args": args })),
         )
-        .with_context(|| format!("async script: {}", script.chars().take(120).collect::<String>()))
+        .with_context(|| {
+            format!(
+                "async script: {}",
+                script.chars().take(120).collect::<String>()
+            )
+        })
     }
 
     /// Poll `expr` (a JS expression) until it is truthy; returns its value.
@@ -177,7 +182,9 @@ impl WebDriver {
                         vec![],
                     )
                     .unwrap_or_default();
-                bail!("timed out after {timeout:?} waiting for {what} (`{expr}`); page text: {page}");
+                bail!(
+                    "timed out after {timeout:?} waiting for {what} (`{expr}`); page text: {page}"
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -32,7 +32,12 @@ fn with_browser(b: Browser, f: impl FnOnce(&Session) -> Result<()>) {
         if let Ok(png) = session.wd.screenshot() {
             let _ = std::fs::write(&shot, png);
         }
-        panic!("{} failed after {:?}: {e:#}\n(screenshot: {})", b.name(), t0.elapsed(), shot.display());
+        panic!(
+            "{} failed after {:?}: {e:#}\n(screenshot: {})",
+            b.name(),
+            t0.elapsed(),
+            shot.display()
+        );
     }
     eprintln!("{} passed in {:?}", b.name(), t0.elapsed());
 }
@@ -113,7 +118,10 @@ fn wait_gone(wd: &WebDriver, css: &str) -> Result<()> {
 /// Wait until the runtime has delivered everything, then return the stored events.
 fn delivered(site: &Site, wd: &WebDriver) -> Result<Vec<Value>> {
     // `online` makes the tracker retry now instead of at its backoff time.
-    wd.js("window.dispatchEvent(new Event('online')); return true;", vec![])?;
+    wd.js(
+        "window.dispatchEvent(new Event('online')); return true;",
+        vec![],
+    )?;
     player::wait_outbox_empty(wd, Duration::from_secs(45))?;
     site.events()
 }
@@ -153,7 +161,10 @@ fn open_isi(wd: &WebDriver) -> Result<()> {
         "return document.querySelector('[data-testid=isi-panel] .isi-body').innerText.trim().length",
         vec![],
     )?;
-    ensure!(text.as_u64().unwrap_or(0) > 100, "ISI panel is (nearly) empty: {text}");
+    ensure!(
+        text.as_u64().unwrap_or(0) > 100,
+        "ISI panel is (nearly) empty: {text}"
+    );
     press(wd, keys::ESCAPE)?;
     wait_gone(wd, &testid("isi-panel"))
 }
@@ -174,10 +185,16 @@ fn select_tab(wd: &WebDriver, slide: &str, tab_id: &str) -> Result<()> {
     wd.click_css(&tab)?;
     wd.wait_js(
         "the tab to be selected",
-        &format!("document.querySelector({})?.getAttribute('aria-selected') === 'true'", css_str(&tab)),
+        &format!(
+            "document.querySelector({})?.getAttribute('aria-selected') === 'true'",
+            css_str(&tab)
+        ),
         WAIT,
     )?;
-    let panel = format!(".slide.is-current [role=tabpanel][data-tab={}]", css_str(tab_id));
+    let panel = format!(
+        ".slide.is-current [role=tabpanel][data-tab={}]",
+        css_str(tab_id)
+    );
     ensure!(visible(wd, &panel)?, "panel of {tab_id} not shown");
     let others = wd.js(
         "return [...document.querySelectorAll('.slide.is-current [role=tabpanel]')].filter(p => !p.hidden).length",
@@ -198,17 +215,27 @@ fn mr_deck_interactions(s: &Session) -> Result<()> {
 
     // Build steps: the next key reveals a step before it turns the slide.
     player::overview_jump(wd, "unmet-need")?;
-    let step1 = "document.querySelector(\".slide.is-current [data-step='1']\").classList.contains('shown')";
-    ensure!(wd.js(&format!("return {step1}"), vec![])? == json!(false), "step 1 shown before any step");
+    let step1 =
+        "document.querySelector(\".slide.is-current [data-step='1']\").classList.contains('shown')";
+    ensure!(
+        wd.js(&format!("return {step1}"), vec![])? == json!(false),
+        "step 1 shown before any step"
+    );
     press(wd, keys::ARROW_RIGHT)?;
     wd.wait_js("build step 1", step1, WAIT)?;
-    ensure!(player::current(wd)? == "unmet-need", "a build step turned the slide");
+    ensure!(
+        player::current(wd)? == "unmet-need",
+        "a build step turned the slide"
+    );
 
     // Popup.
     player::overview_jump(wd, "moa")?;
     click_component(wd, "pk")?;
     wd.wait_find(&testid("popup"), WAIT)?;
-    let body = wd.js("return document.querySelector('[data-testid=popup] .dialog-body').innerText.trim().length", vec![])?;
+    let body = wd.js(
+        "return document.querySelector('[data-testid=popup] .dialog-body').innerText.trim().length",
+        vec![],
+    )?;
     ensure!(body.as_u64().unwrap_or(0) > 20, "popup body empty");
     wd.click_css(&format!("{} {}", testid("popup"), testid("dialog-close")))?;
     wait_gone(wd, &testid("popup"))?;
@@ -216,14 +243,23 @@ fn mr_deck_interactions(s: &Session) -> Result<()> {
     // Quiz with feedback.
     player::overview_jump(wd, "quiz-moa")?;
     wd.click_css(".slide.is-current [data-component=q-moa] .ed-option[data-option=dual]")?;
-    wd.wait_js("quiz feedback", "document.querySelector('.slide.is-current [data-component=q-moa].answered .verdict.ok')", WAIT)?;
+    wd.wait_js(
+        "quiz feedback",
+        "document.querySelector('.slide.is-current [data-component=q-moa].answered .verdict.ok')",
+        WAIT,
+    )?;
     ensure!(
         wd.js("return document.querySelector('.slide.is-current .ed-option[data-option=dual]').classList.contains('is-correct')", vec![])? == json!(true),
         "the right answer is not marked correct"
     );
 
     select_tab(wd, "safety", "safety-tabs-2")?;
-    drilldown_and_back(wd, "efficacy-section", "efficacy-section-link-1", "trial-design")?;
+    drilldown_and_back(
+        wd,
+        "efficacy-section",
+        "efficacy-section-link-1",
+        "trial-design",
+    )?;
     open_isi(wd)?;
 
     // End the call: the session closes and everything reaches the receiver.
@@ -235,26 +271,50 @@ fn mr_deck_interactions(s: &Session) -> Result<()> {
 
     let events = delivered(&site, wd)?;
     let answers = of_type(&events, "answer");
-    ensure!(answers.len() == 1, "expected 1 answer, got {}", answers.len());
-    ensure!(answers[0]["question_id"] == "q-moa" && answers[0]["correct"] == true, "answer: {}", answers[0]);
-    ensure!(of_type(&events, "popup_open").len() == 1, "popup_open count");
-    ensure!(of_type(&events, "popup_close").len() == 1, "popup_close count");
     ensure!(
-        of_type(&events, "tab_select").iter().any(|e| e["tab_id"] == "safety-tabs-2"),
+        answers.len() == 1,
+        "expected 1 answer, got {}",
+        answers.len()
+    );
+    ensure!(
+        answers[0]["question_id"] == "q-moa" && answers[0]["correct"] == true,
+        "answer: {}",
+        answers[0]
+    );
+    ensure!(
+        of_type(&events, "popup_open").len() == 1,
+        "popup_open count"
+    );
+    ensure!(
+        of_type(&events, "popup_close").len() == 1,
+        "popup_close count"
+    );
+    ensure!(
+        of_type(&events, "tab_select")
+            .iter()
+            .any(|e| e["tab_id"] == "safety-tabs-2"),
         "no tab_select for safety-tabs-2"
     );
     ensure!(
-        of_type(&events, "link_follow").iter().any(|e| e["target"] == "trial-design" && e["drilldown"] == true),
+        of_type(&events, "link_follow")
+            .iter()
+            .any(|e| e["target"] == "trial-design" && e["drilldown"] == true),
         "no drill-down link_follow"
     );
     ensure!(of_type(&events, "isi_open").len() == 1, "isi_open count");
-    ensure!(of_type(&events, "session_end").len() == 1, "session_end count");
+    ensure!(
+        of_type(&events, "session_end").len() == 1,
+        "session_end count"
+    );
     let vias: BTreeSet<String> = of_type(&events, "slide_view")
         .iter()
         .filter_map(|e| e["via"].as_str().map(str::to_string))
         .collect();
     for via in ["start", "key", "swipe", "overview", "drilldown", "back"] {
-        ensure!(vias.contains(via), "no slide_view via {via} (have {vias:?})");
+        ensure!(
+            vias.contains(via),
+            "no slide_view via {via} (have {vias:?})"
+        );
     }
     check_sequences(&events)?;
     Ok(())
@@ -282,11 +342,20 @@ fn self_serve_deck_interactions(s: &Session) -> Result<()> {
          img.src = v.poster;",
         vec![json!(v)],
     )?;
-    ensure!(info["poster"].as_str().is_some_and(|p| p.ends_with(".png")), "no poster: {info}");
-    ensure!(info["w"].as_u64().unwrap_or(0) > 0, "poster does not load: {info}");
+    ensure!(
+        info["poster"].as_str().is_some_and(|p| p.ends_with(".png")),
+        "no poster: {info}"
+    );
+    ensure!(
+        info["w"].as_u64().unwrap_or(0) > 0,
+        "poster does not load: {info}"
+    );
     ensure!(info["autoplay"] == false, "video has autoplay: {info}");
     std::thread::sleep(Duration::from_millis(700));
-    let still = wd.js("const v = document.querySelector(arguments[0]); return v.paused && v.currentTime === 0;", vec![json!(v)])?;
+    let still = wd.js(
+        "const v = document.querySelector(arguments[0]); return v.paused && v.currentTime === 0;",
+        vec![json!(v)],
+    )?;
     ensure!(still == json!(true), "the video started by itself");
     let r = wd.js(
         "const r = document.querySelector(arguments[0]).getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2];",
@@ -313,15 +382,31 @@ fn self_serve_deck_interactions(s: &Session) -> Result<()> {
         &format!("(() => {{ const v = document.querySelector({}); return v && !v.paused && v.currentTime > 0; }})()", css_str(v)),
         Duration::from_secs(20),
     )?;
-    wd.js("document.querySelector(arguments[0]).pause(); return true;", vec![json!(v)])?;
+    wd.js(
+        "document.querySelector(arguments[0]).pause(); return true;",
+        vec![json!(v)],
+    )?;
 
     // Accordion (tabs in accordion form) and drill-down with Back.
     player::overview_jump(wd, "when-to-pause")?;
     let summary = ".slide.is-current [data-component=pause-faq] details:not([open]) > summary";
     wd.click_css(summary)?;
-    wd.wait_js("an accordion section to open", "document.querySelector('.slide.is-current [data-component=pause-faq] details[open]')", WAIT)?;
-    drilldown_and_back(wd, "when-to-pause", "when-to-pause-link-1", "drug-interactions")?;
-    select_tab(wd, "populations", &tab_id("en-dosing-guide", "populations", "population-tabs", 1)?)?;
+    wd.wait_js(
+        "an accordion section to open",
+        "document.querySelector('.slide.is-current [data-component=pause-faq] details[open]')",
+        WAIT,
+    )?;
+    drilldown_and_back(
+        wd,
+        "when-to-pause",
+        "when-to-pause-link-1",
+        "drug-interactions",
+    )?;
+    select_tab(
+        wd,
+        "populations",
+        &tab_id("en-dosing-guide", "populations", "population-tabs", 1)?,
+    )?;
 
     // Poll answer: feedback without right/wrong.
     player::overview_jump(wd, "poll-start")?;
@@ -331,15 +416,22 @@ fn self_serve_deck_interactions(s: &Session) -> Result<()> {
 
     let events = delivered(&site, wd)?;
     let answers = of_type(&events, "answer");
-    ensure!(answers.len() == 1 && answers[0]["purpose"] == "poll", "answers: {answers:?}");
     ensure!(
-        of_type(&events, "video").iter().any(|e| e["action"] == "play"),
+        answers.len() == 1 && answers[0]["purpose"] == "poll",
+        "answers: {answers:?}"
+    );
+    ensure!(
+        of_type(&events, "video")
+            .iter()
+            .any(|e| e["action"] == "play"),
         "no video play event"
     );
     ensure!(of_type(&events, "consent").len() == 1, "consent events");
     ensure!(of_type(&events, "isi_open").len() == 1, "isi_open count");
     ensure!(
-        of_type(&events, "link_follow").iter().any(|e| e["target"] == "drug-interactions" && e["drilldown"] == true),
+        of_type(&events, "link_follow")
+            .iter()
+            .any(|e| e["target"] == "drug-interactions" && e["drilldown"] == true),
         "no drill-down link_follow"
     );
     check_sequences(&events)?;
@@ -371,7 +463,10 @@ fn check_sequences(events: &[Value]) -> Result<()> {
         ensure!(ids.insert(id.to_string()), "event id {id} stored twice");
         let sid = e["session_id"].as_str().unwrap_or("").to_string();
         let seq = e["seq"].as_u64().context("event without seq")?;
-        kinds.insert((sid.clone(), seq), e["type"].as_str().unwrap_or("?").to_string());
+        kinds.insert(
+            (sid.clone(), seq),
+            e["type"].as_str().unwrap_or("?").to_string(),
+        );
         by_session.entry(sid).or_default().push(seq);
     }
     for (sid, mut seqs) in by_session {
@@ -381,7 +476,10 @@ fn check_sequences(events: &[Value]) -> Result<()> {
             .range((sid.clone(), 0)..(sid.clone(), u64::MAX))
             .map(|((_, q), t)| format!("{q}:{t}"))
             .collect();
-        ensure!(seqs == expected, "session {sid}: seq numbers have gaps or repeats: {listing:?}");
+        ensure!(
+            seqs == expected,
+            "session {sid}: seq numbers have gaps or repeats: {listing:?}"
+        );
     }
     Ok(())
 }
@@ -407,7 +505,10 @@ fn stable_outbox(wd: &WebDriver) -> Result<BTreeSet<String>> {
             same = 0;
             last = now;
         }
-        ensure!(t0.elapsed() < Duration::from_secs(20), "the outbox never settled");
+        ensure!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the outbox never settled"
+        );
     }
     Ok(last)
 }
@@ -439,7 +540,11 @@ fn delivery(s: &Session, reload: bool) -> Result<()> {
     // The service worker takes control (clients.claim) once installed, but the bundle
     // was fetched before it existed: one online reload puts bundle.json/.sha256 in its
     // cache (a first-ever open followed by an offline reload fails: NEEDS.md).
-    wd.wait_js("the service worker", "navigator.serviceWorker && navigator.serviceWorker.controller", Duration::from_secs(20))?;
+    wd.wait_js(
+        "the service worker",
+        "navigator.serviceWorker && navigator.serviceWorker.controller",
+        Duration::from_secs(20),
+    )?;
     wd.refresh()?;
     player::wait_loaded(wd)?;
     player::enter(wd, "h-e2e-delivery")?;
@@ -456,7 +561,11 @@ fn delivery(s: &Session, reload: bool) -> Result<()> {
     wait_gone(wd, &testid("popup"))?;
     player::overview_jump(wd, "quiz-moa")?;
     wd.click_css(".slide.is-current [data-component=q-moa] .ed-option[data-option=gastric]")?;
-    wd.wait_js("quiz feedback", "document.querySelector('.slide.is-current [data-component=q-moa].answered .verdict.no')", WAIT)?;
+    wd.wait_js(
+        "quiz feedback",
+        "document.querySelector('.slide.is-current [data-component=q-moa].answered .verdict.no')",
+        WAIT,
+    )?;
     player::swipe(wd, s.browser, PointerKind::Touch, true)?;
     wait_current(wd, "efficacy-section")?;
     produced.extend(stable_outbox(wd)?);
@@ -464,7 +573,10 @@ fn delivery(s: &Session, reload: bool) -> Result<()> {
         wd.refresh()?;
         player::wait_loaded(wd)?;
         ensure!(
-            wd.js("return !!document.querySelector('[data-testid=player]')", vec![])? == json!(true),
+            wd.js(
+                "return !!document.querySelector('[data-testid=player]')",
+                vec![]
+            )? == json!(true),
             "offline reload did not show the player: {}",
             wd.js("return document.body.innerText.slice(0, 300)", vec![])?
         );
@@ -485,14 +597,32 @@ fn delivery(s: &Session, reload: bool) -> Result<()> {
     let lost: Vec<_> = produced.difference(&stored).collect();
     let extra: Vec<_> = stored.difference(&produced).collect();
     ensure!(lost.is_empty(), "{} events lost: {lost:?}", lost.len());
-    ensure!(extra.is_empty(), "{} events stored that the page never held: {extra:?}", extra.len());
+    ensure!(
+        extra.is_empty(),
+        "{} events stored that the page never held: {extra:?}",
+        extra.len()
+    );
     ensure!(stored.len() == events.len(), "duplicate ids in the store");
     check_sequences(&events)?;
     let answers = of_type(&events, "answer");
-    ensure!(answers.len() == 1 && answers[0]["correct"] == false, "answers: {answers:?}");
-    ensure!(of_type(&events, "popup_open").len() == 1, "popup_open count");
+    ensure!(
+        answers.len() == 1 && answers[0]["correct"] == false,
+        "answers: {answers:?}"
+    );
+    ensure!(
+        of_type(&events, "popup_open").len() == 1,
+        "popup_open count"
+    );
     let starts = of_type(&events, "session_start");
-    ensure!(starts.len() == events.iter().map(|e| e["session_id"].clone()).collect::<HashSet<_>>().len(), "every session starts once");
+    ensure!(
+        starts.len()
+            == events
+                .iter()
+                .map(|e| e["session_id"].clone())
+                .collect::<HashSet<_>>()
+                .len(),
+        "every session starts once"
+    );
     Ok(())
 }
 
@@ -516,15 +646,28 @@ fn expired_bundle_is_refused(s: &Session) -> Result<()> {
     for (name, reason) in [("expired", "expired"), ("edited", "integrity")] {
         player::open(wd, &site.player_url(name, "mode=self"))?;
         let r = wd.wait_find(&testid("refusal"), WAIT)?;
-        let got = wd.js("return arguments[0].getAttribute('data-reason')", vec![edetail_e2e::webdriver::arg(&r)])?;
-        ensure!(got == json!(reason), "{name}: refusal reason {got}, want {reason}");
+        let got = wd.js(
+            "return arguments[0].getAttribute('data-reason')",
+            vec![edetail_e2e::webdriver::arg(&r)],
+        )?;
+        ensure!(
+            got == json!(reason),
+            "{name}: refusal reason {got}, want {reason}"
+        );
         ensure!(
             wd.js("return !document.querySelector('.slide')", vec![])? == json!(true),
             "{name}: a slide is on screen behind the refusal"
         );
         if name == "expired" {
-            let text = wd.js("return document.querySelector('[data-testid=refusal]').innerText", vec![])?;
-            ensure!(text.as_str().is_some_and(|t| t.contains("US-ZEN-2026-0077")), "expiry screen lacks the approval code: {text}");
+            let text = wd.js(
+                "return document.querySelector('[data-testid=refusal]').innerText",
+                vec![],
+            )?;
+            ensure!(
+                text.as_str()
+                    .is_some_and(|t| t.contains("US-ZEN-2026-0077")),
+                "expiry screen lacks the approval code: {text}"
+            );
         }
     }
     Ok(())
@@ -559,12 +702,18 @@ mod delivery_survives_outage_and_reload {
     #[test]
     #[ignore = "events emitted at pagehide while offline are lost (seq gap): tests/e2e/NEEDS.md"]
     fn chromium() {
-        super::with_browser(edetail_e2e::browser::Browser::Chromium, super::delivery_survives_outage_and_reload);
+        super::with_browser(
+            edetail_e2e::browser::Browser::Chromium,
+            super::delivery_survives_outage_and_reload,
+        );
     }
     #[test]
     #[ignore = "events emitted at pagehide while offline are lost (seq gap): tests/e2e/NEEDS.md"]
     fn webkit() {
-        super::with_browser(edetail_e2e::browser::Browser::WebKit, super::delivery_survives_outage_and_reload);
+        super::with_browser(
+            edetail_e2e::browser::Browser::WebKit,
+            super::delivery_survives_outage_and_reload,
+        );
     }
 }
 
@@ -572,12 +721,18 @@ mod tampered_asset_is_refused {
     #[test]
     #[ignore = "runtime does not verify asset bytes against their content address (tests/e2e/NEEDS.md)"]
     fn chromium() {
-        super::with_browser(edetail_e2e::browser::Browser::Chromium, super::tampered_asset_is_refused);
+        super::with_browser(
+            edetail_e2e::browser::Browser::Chromium,
+            super::tampered_asset_is_refused,
+        );
     }
     #[test]
     #[ignore = "runtime does not verify asset bytes against their content address (tests/e2e/NEEDS.md)"]
     fn webkit() {
-        super::with_browser(edetail_e2e::browser::Browser::WebKit, super::tampered_asset_is_refused);
+        super::with_browser(
+            edetail_e2e::browser::Browser::WebKit,
+            super::tampered_asset_is_refused,
+        );
     }
 }
 
@@ -590,7 +745,10 @@ fn screenshots(s: &Session) -> Result<()> {
         site.add_bundle(name, c.bundle.as_ref().context("bundle")?, &c)?;
     }
     site.start()?;
-    let out = workspace_root().join("docs").join("screenshots").join("e2e");
+    let out = workspace_root()
+        .join("docs")
+        .join("screenshots")
+        .join("e2e");
     std::fs::create_dir_all(&out)?;
     for (sample, name, mode, slide) in [
         ("ko-zentara-launch", "ko", "mr", "hba1c"),
@@ -619,7 +777,10 @@ fn screenshots(s: &Session) -> Result<()> {
                 "const c = document.querySelector('.slide.is-current').getBoundingClientRect(); return c.left >= -1 && c.top >= -1 && c.right <= innerWidth + 1 && c.bottom <= innerHeight + 1;",
                 vec![],
             )?;
-            ensure!(fits == json!(true), "{sample} {w}x{h}: the slide overflows the viewport");
+            ensure!(
+                fits == json!(true),
+                "{sample} {w}x{h}: the slide overflows the viewport"
+            );
         }
     }
     Ok(())
