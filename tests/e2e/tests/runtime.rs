@@ -700,7 +700,6 @@ fn tampered_asset_is_refused(s: &Session) -> Result<()> {
 
 mod delivery_survives_outage_and_reload {
     #[test]
-    #[ignore = "events emitted at pagehide while offline are lost (seq gap): tests/e2e/NEEDS.md"]
     fn chromium() {
         super::with_browser(
             edetail_e2e::browser::Browser::Chromium,
@@ -708,7 +707,6 @@ mod delivery_survives_outage_and_reload {
         );
     }
     #[test]
-    #[ignore = "events emitted at pagehide while offline are lost (seq gap): tests/e2e/NEEDS.md"]
     fn webkit() {
         super::with_browser(
             edetail_e2e::browser::Browser::WebKit,
@@ -719,7 +717,6 @@ mod delivery_survives_outage_and_reload {
 
 mod tampered_asset_is_refused {
     #[test]
-    #[ignore = "runtime does not verify asset bytes against their content address (tests/e2e/NEEDS.md)"]
     fn chromium() {
         super::with_browser(
             edetail_e2e::browser::Browser::Chromium,
@@ -727,7 +724,6 @@ mod tampered_asset_is_refused {
         );
     }
     #[test]
-    #[ignore = "runtime does not verify asset bytes against their content address (tests/e2e/NEEDS.md)"]
     fn webkit() {
         super::with_browser(
             edetail_e2e::browser::Browser::WebKit,
