@@ -349,6 +349,15 @@ fn compile_source(source: DeckSource, opts: &CompileOptions) -> Compiled {
                 line: file.line_of(s.start),
             }),
         };
+        let end = s.notes.map_or(s.body.1, |n| n.1.max(s.body.1));
+        for (what, text) in slide_text_fields(&slide) {
+            if let Some(tag) = crate::html::markup_in_text(text) {
+                let (a, b) = file.text[s.start..end]
+                    .find(tag)
+                    .map_or(s.id_span, |p| (s.start + p, s.start + p + tag.len()));
+                diags.push(markup_diag(what, tag).at(file, a, b));
+            }
+        }
         slide.content_hash = slide.compute_content_hash();
         out_slides.push(slide);
     }
@@ -400,6 +409,31 @@ fn compile_source(source: DeckSource, opts: &CompileOptions) -> Compiled {
                     .with_hint("create the ISI markdown file, or fix the path in [isi] file"),
                 ),
             },
+        }
+    }
+
+    // Plain-text manifest fields.
+    let mut manifest_text: Vec<(&str, &str)> = vec![("deck title", m.title.as_str())];
+    if let Some(p) = &m.product {
+        manifest_text.push(("product", p.value.as_str()));
+    }
+    if let Some(t) = &m.therapeutic_area {
+        manifest_text.push(("therapeutic area", t.as_str()));
+    }
+    manifest_text.extend(m.flow.iter().map(|s| ("section title", s.title.as_str())));
+    manifest_text.push(("ISI title", m.isi_title.as_str()));
+    manifest_text.extend(
+        m.references
+            .iter()
+            .map(|r| ("reference citation", r.citation.as_str())),
+    );
+    for (what, text) in manifest_text {
+        if let Some(tag) = crate::html::markup_in_text(text) {
+            let d = markup_diag(what, tag);
+            diags.push(match mfile.text.find(tag) {
+                Some(p) => d.at(&mfile, p, p + tag.len()),
+                None => d.in_file("deck.toml"),
+            });
         }
     }
 
@@ -505,6 +539,66 @@ fn compile_source(source: DeckSource, opts: &CompileOptions) -> Compiled {
         assets: assets_map.into_iter().map(|(k, (_, b))| (k, b)).collect(),
         diagnostics: diags,
     }
+}
+
+/// E0505: HTML markup in a plain-text field.
+fn markup_diag(what: &str, tag: &str) -> Diagnostic {
+    Diagnostic::new(
+        "E0505",
+        format!("{what} contains HTML markup `{tag}`; it is plain text"),
+    )
+    .with_label("markup in plain text")
+    .with_hint("titles, labels, prompts, options, alt text and citations are plain text: remove the tag (write `&lt;` for a literal `<` followed by a letter)")
+}
+
+/// Every plain-text field of a slide (titles, labels, prompts, options, alt text).
+fn slide_text_fields(s: &Slide) -> Vec<(&'static str, &str)> {
+    use edetail_format::bundle::Component;
+    let mut out: Vec<(&'static str, &str)> = vec![("slide title", s.title.as_str())];
+    if let Some(k) = &s.key_message {
+        out.push(("key message", k));
+    }
+    out.extend(s.tags.iter().map(|t| ("tag", t.as_str())));
+    for c in &s.components {
+        match c {
+            Component::Popup { label, title, .. } => {
+                out.push(("popup label", label));
+                if title != label {
+                    out.push(("popup title", title));
+                }
+            }
+            Component::Tabs { tabs, .. } => {
+                out.extend(tabs.iter().map(|t| ("tab label", t.label.as_str())));
+            }
+            Component::Chart {
+                title,
+                series,
+                categories,
+                ..
+            } => {
+                out.push(("chart title", title));
+                out.extend(series.iter().map(|x| ("chart series name", x.as_str())));
+                out.extend(categories.iter().map(|x| ("chart category", x.as_str())));
+            }
+            Component::Question {
+                prompt,
+                options,
+                scale,
+                ..
+            } => {
+                out.push(("question", prompt));
+                out.extend(options.iter().map(|o| ("answer option", o.label.as_str())));
+                if let Some(sc) = scale {
+                    out.extend(sc.min_label.iter().map(|l| ("rating label", l.as_str())));
+                    out.extend(sc.max_label.iter().map(|l| ("rating label", l.as_str())));
+                }
+            }
+            Component::Image { alt, .. } => out.push(("image alt text", alt)),
+            Component::Video { title, .. } => out.push(("video title", title)),
+            Component::Citation { .. } | Component::Link { .. } => {}
+        }
+    }
+    out
 }
 
 fn close_enough(a: &str, b: &str) -> bool {

@@ -231,6 +231,27 @@ pub fn check_raw_html(html: &str) -> Vec<HtmlIssue> {
     out
 }
 
+/// The first HTML-tag-like sequence in plain text (`<` followed by a letter, `/`, `!`
+/// or `?`), e.g. `<img`: plain-text fields (titles, labels, prompts, options, alt
+/// text, citations) must not hold markup, so that no consumer can turn them into HTML.
+pub fn markup_in_text(s: &str) -> Option<&str> {
+    let b = s.as_bytes();
+    let mut from = 0;
+    while let Some(p) = s[from..].find('<').map(|p| from + p) {
+        let next = b.get(p + 1).copied();
+        if next.is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, b'/' | b'!' | b'?')) {
+            let end = s[p + 1..]
+                .find(|c: char| {
+                    !(c.is_ascii_alphanumeric() || matches!(c, '/' | '!' | '?' | '-' | ':'))
+                })
+                .map_or(s.len(), |e| p + 1 + e);
+            return Some(&s[p..end]);
+        }
+        from = p + 1;
+    }
+    None
+}
+
 /// Decode the few entities that are used to hide `javascript:` from naive filters.
 fn decode_entities(s: &str) -> String {
     if !s.contains('&') {
@@ -285,6 +306,19 @@ mod tests {
             .collect();
         assert_eq!(codes, vec!["E0503", "E0501", "E0504", "E0502"]);
         assert!(check_raw_html("<sup>1</sup><br><small>ok</small>").is_empty());
+    }
+
+    #[test]
+    fn markup_in_plain_text() {
+        assert_eq!(markup_in_text("a <img src=x>"), Some("<img"));
+        assert_eq!(markup_in_text("</noscript>"), Some("</noscript"));
+        assert_eq!(markup_in_text("<!-- x"), Some("<!--"));
+        assert_eq!(markup_in_text("<svg:script"), Some("<svg:script"));
+        assert_eq!(
+            markup_in_text("HbA1c < 7% and a<5, <65 years, 10 <= x"),
+            None
+        );
+        assert_eq!(markup_in_text("젠타라 <"), None);
     }
 
     #[test]

@@ -67,7 +67,7 @@ struct RawTheme {
     accent: Option<Spanned<String>>,
     background: Option<Spanned<String>>,
     text: Option<Spanned<String>>,
-    font_family: Option<String>,
+    font_family: Option<Spanned<String>>,
     logo: Option<Spanned<String>>,
 }
 
@@ -81,8 +81,8 @@ struct RawLimits {
 #[serde(deny_unknown_fields)]
 struct RawReference {
     citation: Option<Spanned<String>>,
-    doi: Option<String>,
-    url: Option<String>,
+    doi: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -434,7 +434,19 @@ pub fn parse(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<Manifest>
             }
         }
         if let Some(f) = &t.font_family {
-            m.theme.font_family = f.clone();
+            if is_font_family(f.get_ref()) {
+                m.theme.font_family = f.get_ref().clone();
+            } else {
+                push(
+                    Diagnostic::new(
+                        "E0117",
+                        format!("theme `font_family` `{}` is not a font list", f.get_ref()),
+                    )
+                    .at(file, f.span().start, f.span().end)
+                    .with_label("only font names, quotes, commas and spaces")
+                    .with_hint("write a CSS font list such as \"'Noto Sans KR', system-ui, sans-serif\" (no ; : ( ) { } < > \\ /)"),
+                );
+            }
         }
         m.logo = t.logo.as_ref().map(Located::from);
     }
@@ -454,11 +466,49 @@ pub fn parse(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<Manifest>
                 String::new()
             }
         };
+        if let Some(u) = &rr.url
+            && !is_web_url(u.get_ref())
+        {
+            push(
+                Diagnostic::new(
+                    "E0118",
+                    format!(
+                        "reference `{}` url `{}` is not an http(s) URL",
+                        id.get_ref(),
+                        u.get_ref()
+                    ),
+                )
+                .at(file, u.span().start, u.span().end)
+                .with_label("expected https://...")
+                .with_hint(
+                    "reference links open in a browser: use a full https:// (or http://) URL",
+                ),
+            );
+        }
+        if let Some(d) = &rr.doi
+            && !is_doi(d.get_ref())
+        {
+            push(
+                Diagnostic::new(
+                    "E0118",
+                    format!(
+                        "reference `{}` doi `{}` is not a DOI",
+                        id.get_ref(),
+                        d.get_ref()
+                    ),
+                )
+                .at(file, d.span().start, d.span().end)
+                .with_label("expected 10.xxxx/...")
+                .with_hint(
+                    "write the bare DOI, e.g. \"10.1000/xyz123\" (no spaces, quotes or < >)",
+                ),
+            );
+        }
         m.references.push(ManifestReference {
             id: Located::from(id),
             citation,
-            doi: rr.doi.clone(),
-            url: rr.url.clone(),
+            doi: rr.doi.as_ref().map(|d| d.get_ref().clone()),
+            url: rr.url.as_ref().map(|u| u.get_ref().clone()),
         });
     }
 
@@ -655,6 +705,35 @@ pub fn is_locale(s: &str) -> bool {
         && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
+/// A CSS font-family list that cannot leave its declaration: font names (any
+/// letters or digits), spaces, quotes, commas, `-`, `_` and `.` only.
+pub fn is_font_family(s: &str) -> bool {
+    !s.trim().is_empty()
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, ' ' | ',' | '\'' | '"' | '-' | '_' | '.'))
+}
+
+/// An absolute `http://` or `https://` URL without whitespace, quotes or angle brackets.
+pub fn is_web_url(s: &str) -> bool {
+    let lower = s.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"));
+    rest.is_some_and(|r| !r.is_empty())
+        && !s.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '<' | '>' | '`' | '\\')
+        })
+}
+
+/// A DOI (`10.<registrant>/<suffix>`) without whitespace, quotes or angle brackets.
+pub fn is_doi(s: &str) -> bool {
+    s.starts_with("10.")
+        && s.contains('/')
+        && !s.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '<' | '>' | '`' | '\\')
+        })
+}
+
 /// `#rgb` or `#rrggbb`.
 pub fn is_colour(s: &str) -> bool {
     s.strip_prefix('#')
@@ -687,5 +766,20 @@ mod tests {
         assert!(!is_colour("blue") && !is_colour("#12345") && !is_colour("#ggg"));
         assert!(is_locale("ko-KR") && is_locale("en") && is_locale("zh-Hant-TW"));
         assert!(!is_locale("english!") && !is_locale("e") && !is_locale(""));
+        assert!(is_font_family(
+            "'Noto Sans KR', 'Apple SD Gothic Neo', system-ui, sans-serif"
+        ));
+        assert!(!is_font_family("x; background:url(javascript:alert(1))"));
+        assert!(!is_font_family("a</style><script>"));
+        assert!(is_web_url("https://example.org/a?b=c#d") && is_web_url("HTTP://x.org"));
+        assert!(!is_web_url("javascript:alert(1)") && !is_web_url("https://x.org/\"onclick"));
+        assert!(
+            !is_web_url("https://") && !is_web_url("//x.org") && !is_web_url("data:text/html,x")
+        );
+        assert!(
+            is_doi("10.0000/kjfe.2025.008")
+                && !is_doi("10.1/x\"><script>")
+                && !is_doi("javascript:1")
+        );
     }
 }

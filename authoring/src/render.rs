@@ -1194,6 +1194,18 @@ impl<'a> Renderer<'a> {
                 } if name == "tab" => {
                     let n = tabs.len() + 1;
                     let tab_id = ta.id.clone().unwrap_or_else(|| format!("{id}-{n}"));
+                    if !crate::manifest::is_item_id(&tab_id) {
+                        let d = self
+                            .at(
+                                "E0303",
+                                format!("invalid tab id `{tab_id}`"),
+                                topen.0,
+                                topen.1,
+                            )
+                            .with_label("not a valid id")
+                            .with_hint("ids use ASCII letters, digits, '-' and '_'");
+                        self.diag(d);
+                    }
                     self.register_id(&tab_id, *topen);
                     let label = self
                         .required(ta, "label", "tab", *topen, ":::tab{label=\"Adults\"}")
