@@ -235,10 +235,27 @@ impl WebDriver {
         Ok(())
     }
 
-    /// Find and click (after waiting for it to be visible).
+    /// Find and click (after waiting for it to be visible). A click refused because
+    /// the element is still moving into place ("not interactable", "intercepted":
+    /// a panel sliding in) is retried for up to 10 s.
     pub fn click_css(&self, css: &str) -> Result<()> {
-        let el = self.wait_find(css, Duration::from_secs(10))?;
-        self.click(&el).with_context(|| format!("clicking `{css}`"))
+        let t0 = Instant::now();
+        loop {
+            let el = self.wait_find(css, Duration::from_secs(10))?;
+            match self.click(&el) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let msg = format!("{e:#}");
+                    let transient = msg.contains("not interactable")
+                        || msg.contains("intercepted")
+                        || msg.contains("stale element");
+                    if !transient || t0.elapsed() > Duration::from_secs(10) {
+                        return Err(e).with_context(|| format!("clicking `{css}`"));
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
     }
 
     pub fn send_keys(&self, el: &Element, text: &str) -> Result<()> {
