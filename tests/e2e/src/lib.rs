@@ -6,6 +6,17 @@
 //! serves the app and takes events) on free loopback ports and stop them at the end.
 //! Outside CI a missing browser skips a test with a note; with `CI=true` it fails.
 //!
+//! ```sh
+//! cargo xtask runtime                       # dist/www
+//! cargo test -p edetail-e2e                 # every browser test, Chromium and WebKit
+//! cargo test -p edetail-e2e -- --ignored    # tests of known runtime gaps (NEEDS.md)
+//! cargo build --release -p edetail-e2e --bins --examples && target/release/examples/runtime_bench
+//! ```
+//!
+//! `EDETAIL_DIST_WWW` points at another runtime build; `EDETAIL_BIN` at an `edetail`
+//! binary for the whole-loop test (otherwise it is built with cargo). Findings the tests
+//! made about the runtime and server are in `tests/e2e/NEEDS.md`.
+//!
 //! - [`webdriver`]: a small synchronous W3C WebDriver client
 //! - [`browser`]: launching Chromium / WebKit sessions
 //! - [`site`]: the served app, bundles and the event receiver
