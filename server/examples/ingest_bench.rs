@@ -239,7 +239,9 @@ fn main() {
                 "-d",
                 "test",
                 "-qc",
-                &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+                &format!(
+                    "SET client_min_messages = warning; DROP SCHEMA IF EXISTS {schema} CASCADE"
+                ),
             ])
             .status();
     }
@@ -303,10 +305,10 @@ fn make_event(
             purpose: "quiz".into(),
             question_kind: "single".into(),
             options_shown: vec!["a".into(), "b".into()],
-            selected: vec![if s % 3 == 0 { "a" } else { "b" }.into()],
+            selected: vec![if s.is_multiple_of(3) { "a" } else { "b" }.into()],
             rating: None,
             text: None,
-            correct: Some(s % 3 != 0),
+            correct: Some(!s.is_multiple_of(3)),
         },
         11 | 12 => EventKind::Reaction {
             value: (s % 3) as i8 - 1,
@@ -348,7 +350,7 @@ fn make_event(
             Some(slide)
         },
         slide_hash: None,
-        channel: if s % 5 == 0 {
+        channel: if s.is_multiple_of(5) {
             Channel::SelfServe
         } else {
             Channel::MrLed
