@@ -28,6 +28,11 @@ pub fn normalize(rel: &str) -> Result<String, PathProblem> {
     if rel.starts_with('/') || rel.starts_with('\\') || rel.as_bytes().get(1) == Some(&b':') {
         return Err(PathProblem::Escapes);
     }
+    // Percent-encoded dots and separators (`%2e%2e/`, `..%2f`): a server or a
+    // browser could decode them into `..` later, so they are refused outright.
+    if ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e)) {
+        return Err(PathProblem::Escapes);
+    }
     let mut parts: Vec<&str> = Vec::new();
     for p in rel.split(['/', '\\']) {
         match p {
@@ -234,5 +239,8 @@ mod tests {
         assert_eq!(normalize("C:\\x.png"), Err(PathProblem::Escapes));
         assert_eq!(normalize("https://x/y.png"), Err(PathProblem::Remote));
         assert_eq!(normalize(" "), Err(PathProblem::Empty));
+        assert_eq!(normalize("..\\x.png"), Err(PathProblem::Escapes));
+        assert_eq!(normalize("%2e%2e/x.png"), Err(PathProblem::Escapes));
+        assert_eq!(normalize("assets/..%2Fx.png"), Err(PathProblem::Escapes));
     }
 }

@@ -69,20 +69,58 @@ pub enum CompileError {
     NotADeck(PathBuf),
 }
 
-fn read_text(src: &DeckSource, norm: &str) -> Result<String, (&'static str, String)> {
+/// Why a deck text file could not be read.
+enum TextError {
+    /// Code (`E0002` not found / unreadable, `E0402` escapes) and message.
+    Read(&'static str, String),
+    /// Not UTF-8: the file as lossy text and the byte offset of the first bad byte,
+    /// so the diagnostic can point at its line and column.
+    NotUtf8(SourceFile, usize),
+}
+
+impl TextError {
+    /// Code and message for a diagnostic placed in the file that names this one.
+    fn parts(&self) -> (&'static str, String) {
+        match self {
+            TextError::Read(code, msg) => (code, msg.clone()),
+            TextError::NotUtf8(f, at) => {
+                let (line, col) = f.line_col(*at);
+                (
+                    "E0003",
+                    format!(
+                        "file is not valid UTF-8 (first bad byte at line {line}, column {col}, offset {at})"
+                    ),
+                )
+            }
+        }
+    }
+
+    /// A second diagnostic inside the file itself, at the first bad byte.
+    fn in_file(&self) -> Option<Diagnostic> {
+        match self {
+            TextError::NotUtf8(f, at) => Some(
+                Diagnostic::new("E0003", format!("`{}` is not valid UTF-8", f.path))
+                    .at(f, *at, (*at + 3).min(f.text.len()))
+                    .with_label("not UTF-8 (shown as \u{FFFD})")
+                    .with_hint(
+                        "save the file as UTF-8 (most editors: File > Save with encoding > UTF-8)",
+                    ),
+            ),
+            TextError::Read(..) => None,
+        }
+    }
+}
+
+fn read_text(src: &DeckSource, norm: &str) -> Result<String, TextError> {
     let bytes = src.read(norm).map_err(|e| match e {
-        FileError::NotFound => ("E0002", "file not found".to_string()),
-        FileError::Escapes => ("E0402", "is outside the deck folder".to_string()),
-        FileError::Io(e) => ("E0002", format!("cannot read file: {e}")),
+        FileError::NotFound => TextError::Read("E0002", "file not found".to_string()),
+        FileError::Escapes => TextError::Read("E0402", "is outside the deck folder".to_string()),
+        FileError::Io(e) => TextError::Read("E0002", format!("cannot read file: {e}")),
     })?;
     String::from_utf8(bytes).map_err(|e| {
-        (
-            "E0003",
-            format!(
-                "file is not valid UTF-8 (first bad byte at offset {})",
-                e.utf8_error().valid_up_to()
-            ),
-        )
+        let at = e.utf8_error().valid_up_to();
+        let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
+        TextError::NotUtf8(SourceFile::new(norm, lossy), at)
     })
 }
 
@@ -115,7 +153,12 @@ fn compile_source(source: DeckSource, opts: &CompileOptions) -> Compiled {
     };
     let mtext = match read_text(&source, "deck.toml") {
         Ok(t) => t,
-        Err((code, msg)) => {
+        Err(TextError::NotUtf8(f, at)) => {
+            diags.extend(TextError::NotUtf8(f, at).in_file());
+            return fail(diags);
+        }
+        Err(e) => {
+            let (code, msg) = e.parts();
             let code = if code == "E0002" { "E0001" } else { code };
             diags.push(
                 Diagnostic::new(code, format!("deck.toml: {msg}"))
@@ -191,14 +234,18 @@ fn compile_source(source: DeckSource, opts: &CompileOptions) -> Compiled {
         }
         match read_text(&source, &norm) {
             Ok(t) => files.push(SourceFile::new(norm, t)),
-            Err((code, msg)) => diags.push(
-                Diagnostic::new(code, format!("source `{norm}`: {msg}"))
-                    .at(&mfile, src.start, src.end)
-                    .with_label(msg.clone())
-                    .with_hint(
-                        "sources are read in order from the deck folder; save files as UTF-8",
-                    ),
-            ),
+            Err(e) => {
+                let (code, msg) = e.parts();
+                diags.push(
+                    Diagnostic::new(code, format!("source `{norm}`: {msg}"))
+                        .at(&mfile, src.start, src.end)
+                        .with_label(msg.clone())
+                        .with_hint(
+                            "sources are read in order from the deck folder; save files as UTF-8",
+                        ),
+                );
+                diags.extend(e.in_file());
+            }
         }
     }
 
@@ -399,15 +446,19 @@ fn compile_source(source: DeckSource, opts: &CompileOptions) -> Compiled {
                         html,
                     });
                 }
-                Err((code, msg)) => diags.push(
-                    Diagnostic::new(
-                        if code == "E0002" { "E0112" } else { code },
-                        format!("ISI file `{}`: {msg}", f.value),
-                    )
-                    .at(&mfile, f.start, f.end)
-                    .with_label(msg.clone())
-                    .with_hint("create the ISI markdown file, or fix the path in [isi] file"),
-                ),
+                Err(e) => {
+                    let (code, msg) = e.parts();
+                    diags.push(
+                        Diagnostic::new(
+                            if code == "E0002" { "E0112" } else { code },
+                            format!("ISI file `{}`: {msg}", f.value),
+                        )
+                        .at(&mfile, f.start, f.end)
+                        .with_label(msg.clone())
+                        .with_hint("create the ISI markdown file, or fix the path in [isi] file"),
+                    );
+                    diags.extend(e.in_file());
+                }
             },
         }
     }

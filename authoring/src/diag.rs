@@ -307,4 +307,22 @@ impl SourceFile {
             .saturating_sub(1);
         u32::try_from(idx + 1).unwrap_or(u32::MAX)
     }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (u32, u32) {
+        let mut offset = offset.min(self.text.len());
+        while offset > 0 && !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let idx = self
+            .line_starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1);
+        let start = self.line_starts.get(idx).copied().unwrap_or(0);
+        let col = self.text[start..offset].chars().count() + 1;
+        (
+            u32::try_from(idx + 1).unwrap_or(u32::MAX),
+            u32::try_from(col).unwrap_or(u32::MAX),
+        )
+    }
 }
