@@ -315,3 +315,24 @@ proptest! {
         check_batch(&serde_json::to_vec(&b).expect("json"));
     }
 }
+
+#[test]
+fn tampered_bundles_are_refused_with_the_reason() {
+    // A slide's HTML changed after build: its content hash no longer matches.
+    let mut v: Value = serde_json::from_slice(REAL_BUNDLE).expect("seed");
+    let html = v["slides"][0]["html"].as_str().unwrap_or_default().to_string();
+    v["slides"][0]["html"] = json!(format!("{html}<img src=x onerror=alert(1)>"));
+    match Bundle::from_json(&serde_json::to_vec(&v).expect("json")) {
+        Err(BundleError::SlideHashMismatch { slide }) => assert_eq!(slide, "title"),
+        other => panic!("expected SlideHashMismatch, got {other:?}"),
+    }
+    // bundle.json bytes that do not match the published bundle hash.
+    let good = edetail_format::sha256_hex(REAL_BUNDLE);
+    assert!(verify_and_parse(REAL_BUNDLE, &good).is_ok());
+    let mut bytes = REAL_BUNDLE.to_vec();
+    bytes.push(b' ');
+    assert!(matches!(
+        verify_and_parse(&bytes, &good),
+        Err(BundleError::HashMismatch { .. })
+    ));
+}
