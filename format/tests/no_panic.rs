@@ -320,7 +320,10 @@ proptest! {
 fn tampered_bundles_are_refused_with_the_reason() {
     // A slide's HTML changed after build: its content hash no longer matches.
     let mut v: Value = serde_json::from_slice(REAL_BUNDLE).expect("seed");
-    let html = v["slides"][0]["html"].as_str().unwrap_or_default().to_string();
+    let html = v["slides"][0]["html"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     v["slides"][0]["html"] = json!(format!("{html}<img src=x onerror=alert(1)>"));
     match Bundle::from_json(&serde_json::to_vec(&v).expect("json")) {
         Err(BundleError::SlideHashMismatch { slide }) => assert_eq!(slide, "title"),

@@ -7,7 +7,10 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(loaded) = edetail_authoring::read_archive(data) {
-        loaded.bundle.validate().expect("accepted bundles are valid");
+        loaded
+            .bundle
+            .validate()
+            .expect("accepted bundles are valid");
         assert_eq!(loaded.hash.len(), 64);
         for a in &loaded.bundle.assets {
             let bytes = loaded.assets.get(&a.path).expect("listed asset present");
