@@ -399,7 +399,9 @@ pub struct AssetEntry {
 pub enum BundleError {
     #[error("bundle is not valid JSON for schema version {BUNDLE_SCHEMA_VERSION}: {0}")]
     Malformed(String),
-    #[error("unsupported bundle schema version {found} (this build reads version {BUNDLE_SCHEMA_VERSION})")]
+    #[error(
+        "unsupported bundle schema version {found} (this build reads version {BUNDLE_SCHEMA_VERSION})"
+    )]
     UnsupportedSchema { found: u64 },
     #[error("bundle hash mismatch: expected {expected}, computed {actual}")]
     HashMismatch { expected: String, actual: String },
@@ -447,7 +449,10 @@ impl Bundle {
         let mut ids = std::collections::BTreeSet::new();
         for s in &self.slides {
             if !ids.insert(s.id.as_str()) {
-                return Err(BundleError::Invalid(format!("duplicate slide id `{}`", s.id)));
+                return Err(BundleError::Invalid(format!(
+                    "duplicate slide id `{}`",
+                    s.id
+                )));
             }
         }
         for sec in &self.flow {
