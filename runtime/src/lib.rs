@@ -8,6 +8,7 @@
 
 pub mod check;
 pub mod i18n;
+pub mod inspect;
 pub mod nav;
 pub mod options;
 pub mod scale;

@@ -1621,9 +1621,7 @@ impl Player {
                     self.sync.last_error.clone().unwrap_or_default()) }</p>
                 <ol class="events" reversed=true>
                 { for self.events.iter().rev().map(|e| {
-                    let mut v = serde_json::to_value(&e.kind).unwrap_or_default();
-                    if let Some(o) = v.as_object_mut() { o.remove("type"); }
-                    let fields = if v.as_object().is_some_and(|o| o.is_empty()) { String::new() } else { v.to_string() };
+                    let fields = crate::inspect::kind_fields(e);
                     html! {
                         <li data-event-type={e.kind.type_name()} data-event-id={e.id.clone()}>
                             <span class="seq">{ format!("#{}", e.seq) }</span>
