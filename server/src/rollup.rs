@@ -132,6 +132,22 @@ struct Ctx<'a> {
 }
 
 impl Deltas {
+    /// Add another set of deltas to this one (the deltas of several batches committed
+    /// in one transaction are written as one upsert per distinct key).
+    pub fn merge(&mut self, other: Deltas) {
+        for (k, (n, s)) in other.rollup {
+            let e = self.rollup.entry(k).or_insert((0, 0));
+            e.0 += n;
+            e.1 += s;
+        }
+        self.reach.extend(other.reach);
+        self.reach_total.extend(other.reach_total);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rollup.is_empty() && self.reach.is_empty() && self.reach_total.is_empty()
+    }
+
     fn add(&mut self, c: &Ctx<'_>, metric: &'static str, k1: &str, k2: &str, n: i64, s: i64) {
         let r = c.row;
         let unknown = String::new();

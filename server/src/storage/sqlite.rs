@@ -68,7 +68,9 @@ INSERT OR IGNORE INTO reach_total SELECT DISTINCT deck, version, channel, hcp FR
 ];
 
 type Finisher = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Finisher) + Send>;
+/// A write job: runs inside the group's transaction (in its own savepoint); ingest jobs
+/// add their rollup deltas to the group's, written once per distinct key before commit.
+type Job = Box<dyn FnOnce(&Connection, &mut rollup::Deltas) -> (bool, Finisher) + Send>;
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -126,9 +128,16 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     ) -> StoreFuture<'static, R> {
+        self.write_with(move |c, _| f(c))
+    }
+
+    fn write_with<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &mut rollup::Deltas) -> Result<R, StoreError> + Send + 'static,
+    ) -> StoreFuture<'static, R> {
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<R, StoreError>>();
-        let job: Job = Box::new(move |c| {
-            let r = f(c);
+        let job: Job = Box::new(move |c, group| {
+            let r = f(c, group);
             let ok = r.is_ok();
             let fin: Finisher = Box::new(move |commit| {
                 let out = match (r, commit) {
@@ -229,14 +238,15 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             // Run nothing; fail every job of the group.
             let msg = e.to_string();
             for j in jobs {
-                let (_, fin) = j(&conn_failing());
+                let (_, fin) = j(&conn_failing(), &mut rollup::Deltas::default());
                 fin(Err(msg.clone()));
             }
             continue;
         }
+        let mut group = rollup::Deltas::default();
         for j in jobs {
             let sp = conn.execute_batch("SAVEPOINT job");
-            let (ok, fin) = j(&conn);
+            let (ok, fin) = j(&conn, &mut group);
             if sp.is_ok() {
                 if ok {
                     let _ = conn.execute_batch("RELEASE job");
@@ -246,7 +256,12 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             }
             fins.push(fin);
         }
-        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        let commit = if group.is_empty() {
+            Ok(())
+        } else {
+            write_deltas(&conn, &group).map_err(|e| e.to_string())
+        }
+        .and_then(|()| conn.execute_batch("COMMIT").map_err(|e| e.to_string()));
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -288,7 +303,12 @@ fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
     })
 }
 
-fn ingest_tx(c: &Connection, rows: &[EventRow]) -> Result<Vec<bool>, StoreError> {
+/// Insert the events (duplicates ignored) and compute the rollup deltas of the new ones;
+/// the caller writes the deltas ([`write_deltas`]) in the same transaction.
+fn ingest_events(
+    c: &Connection,
+    rows: &[EventRow],
+) -> Result<(Vec<bool>, rollup::Deltas), StoreError> {
     let mut ins = c.prepare_cached(
         "INSERT INTO events (id, session_id, seq, device_id, deck_id, deck_version, bundle_hash,
            slide_id, type, channel, rep_id, territory, hcp, token_id, client_time, sent_at,
@@ -332,7 +352,7 @@ fn ingest_tx(c: &Connection, rows: &[EventRow]) -> Result<Vec<bool>, StoreError>
         .map(|(r, _)| r)
         .collect();
     if fresh.is_empty() {
-        return Ok(flags);
+        return Ok((flags, rollup::Deltas::default()));
     }
     let (hcp_ids, session_ids) = rollup::needs(&fresh);
     let mut hcps = HashMap::new();
@@ -378,6 +398,11 @@ fn ingest_tx(c: &Connection, rows: &[EventRow]) -> Result<Vec<bool>, StoreError>
         }
     }
     let d = rollup::compute(&fresh, &hcps, &sessions);
+    Ok((flags, d))
+}
+
+/// One upsert per distinct rollup key, in key order.
+fn write_deltas(c: &Connection, d: &rollup::Deltas) -> Result<(), StoreError> {
     let mut up = c.prepare_cached(
         "INSERT INTO rollup (metric, deck, grain, day, version, channel, territory, specialty,
            region, institution, segment, k1, k2, n, s)
@@ -429,7 +454,7 @@ fn ingest_tx(c: &Connection, rows: &[EventRow]) -> Result<Vec<bool>, StoreError>
     for (deck, version, channel, hcp) in &d.reach_total {
         rt.execute(params![deck, version, channel, hcp])?;
     }
-    Ok(flags)
+    Ok(())
 }
 
 const VERSION_COLS: &str = "bundle_hash, deck_id, version, title, locale, product, approval_code,
@@ -622,7 +647,11 @@ impl Store for SqliteStore {
     }
 
     fn ingest(&self, rows: Vec<EventRow>) -> StoreFuture<'_, Vec<bool>> {
-        self.write(move |c| ingest_tx(c, &rows))
+        self.write_with(move |c, group| {
+            let (flags, d) = ingest_events(c, &rows)?;
+            group.merge(d);
+            Ok(flags)
+        })
     }
 
     fn rollup(
