@@ -14,7 +14,11 @@ mod head_office;
 mod preview;
 
 #[derive(Parser)]
-#[command(name = "edetail", version, about = "Build, preview, publish and measure e-detail decks")]
+#[command(
+    name = "edetail",
+    version,
+    about = "Build, preview, publish and measure e-detail decks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,7 +40,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     let result = match cli.command {
