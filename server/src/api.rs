@@ -69,7 +69,13 @@ impl ApiError {
         }
     }
     pub fn internal(m: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m)
+        // Internal details go to the log, never to the client.
+        tracing::error!(error = %m.into(), "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
     }
 }
 
@@ -77,7 +83,13 @@ impl From<crate::storage::StoreError> for ApiError {
     fn from(e: crate::storage::StoreError) -> Self {
         match e {
             crate::storage::StoreError::Conflict(m) => ApiError::conflict(m),
-            other => ApiError::unavailable(other.to_string()),
+            other => {
+                // The detail (SQL, paths) goes to the log, never to the client.
+                tracing::warn!(error = %other, "storage error");
+                ApiError::unavailable(
+                    "the database is unavailable; nothing was changed, retry later",
+                )
+            }
         }
     }
 }

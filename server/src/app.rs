@@ -34,6 +34,8 @@ pub struct AppState {
     /// Base URL used in printed links, e.g. `http://127.0.0.1:8080`.
     pub public_url: String,
     bundle_cache: Mutex<HashMap<String, Arc<Bundle>>>,
+    /// Failed authentications per client IP (429 after too many in a minute).
+    pub auth_limiter: auth::FailureLimiter,
 }
 
 impl AppState {
@@ -70,7 +72,10 @@ impl AppState {
         auth::authenticate(self.store.as_ref(), &self.keys, token)
             .await
             .map_err(|e| match e {
-                auth::AuthError::Storage(m) => ApiError::unavailable(m),
+                auth::AuthError::Storage(m) => {
+                    tracing::warn!(error = %m, "storage error during authentication");
+                    ApiError::unavailable("the database is unavailable; retry later")
+                }
                 other => ApiError::unauthorized(other.to_string()),
             })
     }
@@ -150,6 +155,53 @@ async fn security_headers(req: Request, next: Next) -> Response {
     res
 }
 
+/// Repeated authentication failures (401) from one client IP: after the configured
+/// number within a minute, every request from it gets 429 with `Retry-After` until
+/// the minute is over (health checks excepted).
+async fn auth_rate_limit(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    // Also per token id (`edt.<id>.<secret>`), so guessing one token's secret from
+    // many addresses is limited too.
+    let token_key = bearer(req.headers()).and_then(|t| {
+        let mut p = t.splitn(3, '.');
+        match (p.next(), p.next()) {
+            (Some("edt"), Some(id)) if id.len() <= 64 => Some(format!("token:{id}")),
+            _ => None,
+        }
+    });
+    let now = now_ms();
+    let blocked = st.auth_limiter.blocked(&ip, now).or_else(|| {
+        token_key
+            .as_deref()
+            .and_then(|k| st.auth_limiter.blocked(k, now))
+    });
+    if req.uri().path() != "/healthz"
+        && let Some(secs) = blocked
+    {
+        return ApiError {
+            retry_after: Some(secs),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many failed authentications from this address; retry later",
+            )
+        }
+        .into_response();
+    }
+    let res = next.run(req).await;
+    if res.status() == StatusCode::UNAUTHORIZED {
+        st.auth_limiter.failed(&ip, now_ms());
+        if let Some(k) = &token_key {
+            st.auth_limiter.failed(k, now_ms());
+        }
+    }
+    res
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(root))
@@ -175,9 +227,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/export/clickstream.csv", get(export_clickstream))
         .route("/api/v1/admin/stats", get(stats))
         .route("/bundles/{hash}/bundle.json", get(bundle_json))
+        .route("/bundles/{hash}/bundle.sha256", get(bundle_sha256))
         .route("/bundles/{hash}/assets/{file}", get(bundle_asset))
         .merge(crate::dashboard::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth_rate_limit,
+        ))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }
@@ -473,6 +530,28 @@ async fn bundle_json(
         format!("\"{hash}\""),
         "application/json".into(),
         bytes,
+    ))
+}
+
+/// `bundle.sha256` next to `bundle.json`: the runtime's loader fetches it first
+/// (`<base>bundle.sha256`, then `bundle.json`) and checks the manifest against it.
+async fn bundle_sha256(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(hash): Path<String>,
+) -> Result<Response, ApiError> {
+    if !is_hex64(&hash) {
+        return Err(ApiError::not_found("no such bundle"));
+    }
+    let hash = hash.to_ascii_lowercase();
+    if st.bundle(&hash).await?.is_none() {
+        return Err(ApiError::not_found("no such bundle"));
+    }
+    Ok(immutable(
+        &headers,
+        format!("\"{hash}.sha256\""),
+        "text/plain; charset=utf-8".into(),
+        hash.into_bytes(),
     ))
 }
 
@@ -857,6 +936,7 @@ pub async fn prepare(
         www: cfg.www.clone(),
         public_url: base_url.clone(),
         bundle_cache: Mutex::new(HashMap::new()),
+        auth_limiter: auth::FailureLimiter::new(cfg.auth_failures_per_minute),
     });
     Ok((
         listener,
@@ -877,9 +957,12 @@ pub async fn run_until(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     Ok(())
 }
 

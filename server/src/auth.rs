@@ -251,12 +251,76 @@ pub async fn authenticate(
     })
 }
 
+/// Counts failed authentications per key (client IP) in a fixed one-minute window;
+/// once a key has `limit` failures in its window, requests from it are refused with
+/// 429 until the window ends. `limit == 0` disables it.
+pub struct FailureLimiter {
+    limit: u32,
+    window_ms: i64,
+    seen: std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>,
+}
+
+impl FailureLimiter {
+    pub fn new(limit: u32) -> FailureLimiter {
+        FailureLimiter {
+            limit,
+            window_ms: 60_000,
+            seen: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Seconds until `key` may try again, when it is blocked now.
+    pub fn blocked(&self, key: &str, now: i64) -> Option<u32> {
+        if self.limit == 0 {
+            return None;
+        }
+        let seen = self.seen.lock().ok()?;
+        let (start, n) = *seen.get(key)?;
+        let left = start + self.window_ms - now;
+        (n >= self.limit && left > 0).then(|| ((left + 999) / 1000).max(1) as u32)
+    }
+
+    /// Record one failure for `key`.
+    pub fn failed(&self, key: &str, now: i64) {
+        if self.limit == 0 {
+            return;
+        }
+        let Ok(mut seen) = self.seen.lock() else {
+            return;
+        };
+        if seen.len() > 100_000 {
+            // Bound memory under a spray of addresses: forget finished windows.
+            let w = self.window_ms;
+            seen.retain(|_, (start, _)| *start + w > now);
+        }
+        let e = seen.entry(key.to_string()).or_insert((now, 0));
+        if e.0 + self.window_ms <= now {
+            *e = (now, 0);
+        }
+        e.1 = e.1.saturating_add(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn keys() -> Keys {
         Keys::from_hex(&"ab".repeat(32)).unwrap()
+    }
+
+    #[test]
+    fn failure_limiter_blocks_then_forgets() {
+        let l = FailureLimiter::new(3);
+        for _ in 0..2 {
+            l.failed("1.2.3.4", 1_000);
+        }
+        assert_eq!(l.blocked("1.2.3.4", 1_000), None);
+        l.failed("1.2.3.4", 1_500);
+        assert_eq!(l.blocked("1.2.3.4", 1_500), Some(60));
+        assert_eq!(l.blocked("5.6.7.8", 1_500), None);
+        assert_eq!(l.blocked("1.2.3.4", 61_000), None);
+        assert_eq!(FailureLimiter::new(0).blocked("x", 0), None);
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct ServeArgs {
     /// Most ingest batches written concurrently; more get 429 (default 256).
     #[arg(long, env = "EDETAIL_MAX_CONCURRENT_BATCHES")]
     pub max_concurrent_batches: Option<usize>,
+    /// Failed authentications allowed per client IP per minute before 429 (default 20; 0 = no limit).
+    #[arg(long, env = "EDETAIL_AUTH_FAILURES_PER_MINUTE")]
+    pub auth_failures_per_minute: Option<u32>,
 }
 
 /// The TOML file's keys (all optional), same names as the flags with `_`.
@@ -58,6 +61,7 @@ pub struct FileConfig {
     pub log_json: Option<bool>,
     pub log_level: Option<String>,
     pub max_concurrent_batches: Option<usize>,
+    pub auth_failures_per_minute: Option<u32>,
 }
 
 /// Resolved configuration.
@@ -73,6 +77,8 @@ pub struct Config {
     pub log_json: bool,
     pub log_level: String,
     pub max_concurrent_batches: usize,
+    /// Failed authentications per client IP per minute before 429 (0 = no limit).
+    pub auth_failures_per_minute: u32,
 }
 
 impl Config {
@@ -89,6 +95,7 @@ impl Config {
             log_json: false,
             log_level: "warn".into(),
             max_concurrent_batches: 256,
+            auth_failures_per_minute: 20,
         }
     }
 }
@@ -153,6 +160,10 @@ impl ServeArgs {
                 .or(file.max_concurrent_batches)
                 .unwrap_or(256)
                 .max(1),
+            auth_failures_per_minute: self
+                .auth_failures_per_minute
+                .or(file.auth_failures_per_minute)
+                .unwrap_or(20),
         })
     }
 }

@@ -1,0 +1,330 @@
+//! Server security promises (SECURITY.md, "Server"): authorization matrix, no leaks in
+//! error bodies, rate-limited authentication failures, bundle.sha256, bad input.
+//! Run on SQLite and (when reachable, always with CI=true) PostgreSQL.
+
+mod common;
+
+use common::*;
+use edetail_format::ingest::{BatchResponse, EventStatus};
+use edetail_server::app::ShareRequest;
+use edetail_server::client::{Client, RawResponse};
+
+/// Error bodies must not carry secrets or internals.
+fn assert_no_leak(what: &str, r: &RawResponse, secrets: &[&str]) {
+    for s in secrets {
+        if !s.is_empty() {
+            assert!(
+                !r.body.contains(s),
+                "{what}: error body leaks a token value: {}",
+                r.body
+            );
+        }
+    }
+    let lower = r.body.to_ascii_lowercase();
+    for bad in [
+        "panicked",
+        "stack backtrace",
+        "select ",
+        "insert into",
+        "sqlite",
+        "postgres",
+        "/tmp/",
+        "/work/",
+        "src/",
+        "syntax error",
+    ] {
+        assert!(
+            !lower.contains(bad),
+            "{what}: error body leaks `{bad}`: {}",
+            r.body
+        );
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Access {
+    /// Admin token only.
+    Admin,
+    /// Device token or share link (ingest, catalog).
+    Field,
+    /// Share link only (resolve).
+    Share,
+}
+
+struct Endpoint {
+    method: &'static str,
+    path: String,
+    body: Option<(&'static str, Vec<u8>)>,
+    access: Access,
+}
+
+fn endpoints(hash: &str, sample_batch: Vec<u8>, archive: Vec<u8>) -> Vec<Endpoint> {
+    let json = |v: serde_json::Value| Some(("application/json", serde_json::to_vec(&v).unwrap()));
+    let e = |method, path: &str, body, access| Endpoint {
+        method,
+        path: path.to_string(),
+        body,
+        access,
+    };
+    vec![
+        e(
+            "POST",
+            "/api/v1/events",
+            Some(("application/json", sample_batch)),
+            Access::Field,
+        ),
+        e("GET", "/api/v1/catalog", None, Access::Field),
+        e("GET", "/api/v1/share/resolve", None, Access::Share),
+        e(
+            "POST",
+            "/api/v1/bundles",
+            Some(("application/x-tar", archive)),
+            Access::Admin,
+        ),
+        e("GET", "/api/v1/versions", None, Access::Admin),
+        e(
+            "POST",
+            "/api/v1/decks/d/versions/1.0.0/retire",
+            None,
+            Access::Admin,
+        ),
+        e(
+            "POST",
+            "/api/v1/tokens",
+            json(serde_json::json!({"kind": "admin"})),
+            Access::Admin,
+        ),
+        e("GET", "/api/v1/tokens", None, Access::Admin),
+        e("POST", "/api/v1/tokens/abc/revoke", None, Access::Admin),
+        e(
+            "POST",
+            "/api/v1/share",
+            json(serde_json::json!({"deck": "d", "hcp": "HCP-1"})),
+            Access::Admin,
+        ),
+        e(
+            "POST",
+            "/api/v1/hcps",
+            Some(("text/csv", b"hcp_id,name\nH1,Dr X\n".to_vec())),
+            Access::Admin,
+        ),
+        e("GET", "/api/v1/insights/overview", None, Access::Admin),
+        e("GET", "/api/v1/insights/deck?deck=d", None, Access::Admin),
+        e("GET", "/api/v1/export/clickstream.csv", None, Access::Admin),
+        e("GET", "/api/v1/admin/stats", None, Access::Admin),
+    ]
+    .into_iter()
+    .map(|mut ep| {
+        if ep.path.contains("{hash}") {
+            ep.path = ep.path.replace("{hash}", hash);
+        }
+        ep
+    })
+    .collect()
+}
+
+fn call(s: &TestServer, ep: &Endpoint, token: Option<&str>) -> RawResponse {
+    let c = Client::new(&s.url, None);
+    let body = ep.body.as_ref().map(|(ct, b)| (*ct, None, b.as_slice()));
+    c.raw(ep.method, &ep.path, token, body)
+        .unwrap_or_else(|e| panic!("{} {}: transport error {e}", ep.method, ep.path))
+}
+
+#[test]
+fn authorization_matrix() {
+    each_backend(|b| {
+        // The matrix makes many failed attempts on purpose: no rate limit here.
+        let s = TestServer::start_with(b, |c| c.auth_failures_per_minute = 0);
+        let hash = s.publish_sample("d");
+        s.publish_sample("other");
+        let admin = s.admin_client();
+        let device = s.device_token("rep-1", "Seoul");
+        let revoked = s.device_token("rep-2", "Seoul");
+        let revoked_id = revoked.split('.').nth(1).unwrap().to_string();
+        admin.revoke_token(&revoked_id).unwrap();
+        let share = |deck: &str, exp: &str| {
+            admin
+                .share(&ShareRequest {
+                    deck: deck.into(),
+                    hcp: "HCP-1".into(),
+                    expires: Some(exp.into()),
+                })
+                .unwrap()
+                .token
+        };
+        let expired = share("d", "1s");
+        let other_share = share("other", "30d");
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        // A wrong token of the right shape, one for an existing id with a wrong secret,
+        // garbage, and a forged share link.
+        let dev_id = device.split('.').nth(1).unwrap();
+        let wrong_secret = format!("edt.{dev_id}.{}", "A".repeat(43));
+        let forged_share = {
+            let mut t = other_share.clone();
+            t.pop();
+            t.push(if other_share.ends_with('A') { 'B' } else { 'A' });
+            t
+        };
+        let (ar, _) =
+            edetail_server::bundles::sample_bundle("x", "1.0.0", "2020-01-01", "2099-12-31", 2);
+        let sample = batch(&session("d", &hash, &["s1", "s2"], 3000));
+        let eps = endpoints(&hash, sample, ar);
+        let secrets = [
+            s.admin.as_str(),
+            device.as_str(),
+            revoked.as_str(),
+            expired.as_str(),
+            other_share.as_str(),
+            wrong_secret.as_str(),
+        ];
+        let mut checked = 0;
+        for ep in &eps {
+            let what = |who: &str| format!("{:?} {} {} as {who}", b, ep.method, ep.path);
+            // Refused outright (401) for every endpoint.
+            for (who, tok) in [
+                ("no token", None),
+                ("garbage token", Some("not-a-token")),
+                ("wrong secret", Some(wrong_secret.as_str())),
+                ("unknown id", Some("edt.nosuchid.secret")),
+                ("revoked token", Some(revoked.as_str())),
+                ("expired share link", Some(expired.as_str())),
+                ("forged share link", Some(forged_share.as_str())),
+            ] {
+                let r = call(&s, ep, tok);
+                assert_eq!(r.status, 401, "{}: {}", what(who), r.body);
+                assert_no_leak(&what(who), &r, &secrets);
+                checked += 1;
+            }
+            // Valid credentials of the wrong kind.
+            match ep.access {
+                Access::Admin => {
+                    for (who, tok) in [
+                        ("device token", device.as_str()),
+                        ("share link", other_share.as_str()),
+                    ] {
+                        let r = call(&s, ep, Some(tok));
+                        assert_eq!(r.status, 403, "{}: {}", what(who), r.body);
+                        assert_no_leak(&what(who), &r, &secrets);
+                        checked += 1;
+                    }
+                }
+                Access::Field => {
+                    // An admin token does not send events; another deck's share
+                    // link sees nothing of deck `d`.
+                    let r = call(&s, ep, Some(other_share.as_str()));
+                    if ep.method == "POST" {
+                        assert_eq!(r.status, 200, "{}", r.body);
+                        let resp: BatchResponse = serde_json::from_str(&r.body).unwrap();
+                        assert!(!resp.results.is_empty());
+                        assert!(
+                            resp.results
+                                .iter()
+                                .all(|x| x.status == EventStatus::Rejected),
+                            "another deck's share link stored events: {:?}",
+                            resp.results
+                        );
+                        let a = call(&s, ep, Some(s.admin.as_str()));
+                        assert_eq!(a.status, 403, "{}", a.body);
+                        assert_no_leak(&what("admin"), &a, &secrets);
+                    } else {
+                        assert_eq!(r.status, 200, "{}", r.body);
+                        assert!(
+                            !r.body.contains("\"d\"") && r.body.contains("\"other\""),
+                            "another deck's share link lists deck d: {}",
+                            r.body
+                        );
+                    }
+                    checked += 1;
+                }
+                Access::Share => {
+                    let r = call(&s, ep, Some(device.as_str()));
+                    assert!(
+                        r.status == 400 || r.status == 403,
+                        "{}: {} {}",
+                        what("device token"),
+                        r.status,
+                        r.body
+                    );
+                    assert_no_leak(&what("device token"), &r, &secrets);
+                    let r = call(&s, ep, Some(other_share.as_str()));
+                    assert_eq!(r.status, 200);
+                    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+                    assert_eq!(v["deck_id"], "other");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= eps.len() * 8, "{checked}");
+        // Nothing from deck d was stored by any refused attempt.
+        assert_eq!(admin.stats().unwrap().events, 0);
+    });
+}
+
+#[test]
+fn repeated_auth_failures_are_rate_limited() {
+    each_backend(|b| {
+        let s = TestServer::start_with(b, |c| c.auth_failures_per_minute = 20);
+        let anon = s.anon();
+        for i in 0..20 {
+            let r = anon
+                .raw("GET", "/api/v1/catalog", Some("edt.nosuch.guess"), None)
+                .unwrap();
+            assert_eq!(r.status, 401, "attempt {i}: {}", r.body);
+        }
+        // The 21st failure within the minute: 429 with Retry-After, even with a
+        // valid token now (the address is blocked, not the credential).
+        let r = anon
+            .raw("GET", "/api/v1/catalog", Some("edt.nosuch.guess"), None)
+            .unwrap();
+        assert_eq!(r.status, 429, "{}", r.body);
+        let ra: u32 = r
+            .header("retry-after")
+            .expect("Retry-After on 429")
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&ra), "{ra}");
+        assert!(s.admin_client().stats().is_err());
+        // Health checks still answer.
+        assert_eq!(anon.raw("GET", "/healthz", None, None).unwrap().status, 200);
+    });
+}
+
+#[test]
+fn under_the_limit_nothing_is_blocked() {
+    let s = TestServer::start_with(Backend::Sqlite, |c| c.auth_failures_per_minute = 20);
+    for _ in 0..19 {
+        let r = s.anon().raw("GET", "/api/v1/catalog", None, None).unwrap();
+        assert_eq!(r.status, 401);
+    }
+    assert!(s.admin_client().stats().is_ok());
+}
+
+#[test]
+fn bundle_sha256_is_served_next_to_bundle_json() {
+    each_backend(|b| {
+        let s = TestServer::start(b);
+        let hash = s.publish_sample("d");
+        let anon = s.anon();
+        let r = anon
+            .raw("GET", &format!("/bundles/{hash}/bundle.sha256"), None, None)
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body.trim(), hash);
+        assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+        // The loader's check: sha256(bundle.json) equals bundle.sha256.
+        let j = anon
+            .raw("GET", &format!("/bundles/{hash}/bundle.json"), None, None)
+            .unwrap();
+        assert_eq!(edetail_format::sha256_hex(j.body.as_bytes()), r.body.trim());
+        // Unknown or malformed hashes: 404.
+        let unknown = "0".repeat(64);
+        for p in [
+            format!("/bundles/{unknown}/bundle.sha256"),
+            "/bundles/..%2F..%2Fetc/bundle.sha256".to_string(),
+            "/bundles/abc/bundle.sha256".to_string(),
+        ] {
+            let r = anon.raw("GET", &p, None, None).unwrap();
+            assert_eq!(r.status, 404, "{p}: {}", r.body);
+        }
+    });
+}
