@@ -14,7 +14,7 @@ use edetail_format::{Event, EventKind};
 use crate::api::ApiError;
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::storage::{EventRow, StoreError};
+use crate::storage::EventRow;
 use crate::util::{now_ms, uuid_bytes};
 
 /// Decompress a gzip body, refusing more than [`MAX_BATCH_BYTES`] of output.
@@ -126,10 +126,11 @@ pub async fn handle_batch(
         let n = rows.len();
         let flags = state.store.ingest(rows).await.map_err(|e| {
             tracing::warn!(error = %e, "ingest failed; batch not stored");
-            match e {
-                StoreError::Unavailable(_) => ApiError::unavailable(e.to_string()),
-                _ => ApiError::unavailable(format!("storage error: {e}")),
-            }
+            // The details go to the log only; clients learn to retry, not our internals.
+            ApiError::unavailable(
+                "storage is unavailable; nothing from this batch was stored, resend it later"
+                    .to_string(),
+            )
         })?;
         let mut dup = 0;
         for (slot, inserted) in row_slot.iter().zip(flags) {

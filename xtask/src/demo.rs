@@ -2,8 +2,8 @@
 //!
 //! Builds the runtime and the `edetail` binary, builds every sample deck into an
 //! archive, starts `edetail serve` on embedded SQLite (fresh data dir under
-//! `out/demo/`), publishes the samples, imports a simulated physician directory,
-//! loads a simulated month of engagement through the real ingest API, and prints
+//! `out/demo/`), publishes the samples, runs the simulator (which imports a physician directory
+//! and sends a month of engagement through the real ingest API), and prints
 //! the URLs of the MR app, a self-serve link and the insights dashboard. The server
 //! keeps running until Ctrl-C.
 //!
@@ -117,7 +117,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut v = vec![
         "share",
         "--deck",
-        "zentara-dosing-guide",
+        "zentara-dosing-guide-en",
         "--hcp",
         "HCP-DEMO-1",
         "--expires",
@@ -133,7 +133,7 @@ pub fn run(args: &[String]) -> Result<()> {
         out.join("server.log").display()
     );
     println!(
-        "  MR app (device token):  {base}/app/?mode=mr&token={}",
+        "  MR app (device token):  {base}/app/?mode=mr&deck=zentara-launch-ko&token={}",
         device.trim()
     );
     println!("  self-serve share link:  {}", share.trim());

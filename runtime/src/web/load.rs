@@ -1,5 +1,5 @@
 //! Fetch and admit a bundle: from a bundle directory URL, or via the server's catalog
-//! for self-serve share links.
+//! for share links (self-serve) and device tokens (MR-led).
 
 use edetail_format::Bundle;
 use serde_json::Value;
@@ -72,20 +72,38 @@ pub fn pick_from_catalog(doc: &Value, server: &str, deck: Option<&str>) -> Optio
     Some(format!("{server}/api/v1/bundles/{hash}/"))
 }
 
+async fn fetch_catalog_base(
+    server: &str,
+    bearer: &str,
+    deck: Option<&str>,
+) -> Result<String, Refusal> {
+    let url = format!("{server}/api/v1/catalog");
+    let text = dom::fetch_text(&url, Some(bearer))
+        .await
+        .map_err(Refusal::LoadFailed)?;
+    let doc: Value =
+        serde_json::from_str(&text).map_err(|e| Refusal::LoadFailed(format!("catalog: {e}")))?;
+    pick_from_catalog(&doc, server, deck)
+        .ok_or_else(|| Refusal::LoadFailed("the catalog lists no matching deck".into()))
+}
+
 pub async fn load(opts: Options) -> Result<Loaded, Refusal> {
     let server = opts.server.clone().unwrap_or_default();
     let token = opts.share.clone().or_else(|| opts.token.clone());
-    let base = match (&opts.bundle, &opts.share) {
+    let base = match (&opts.bundle, &token) {
         (Some(b), _) => b.clone(),
-        (None, Some(share)) => {
-            let url = format!("{server}/api/v1/catalog");
-            let text = dom::fetch_text(&url, Some(share))
-                .await
-                .map_err(Refusal::LoadFailed)?;
-            let doc: Value = serde_json::from_str(&text)
-                .map_err(|e| Refusal::LoadFailed(format!("catalog: {e}")))?;
-            pick_from_catalog(&doc, &server, opts.deck.as_deref())
-                .ok_or_else(|| Refusal::LoadFailed("the catalog lists no matching deck".into()))?
+        // Share links (self-serve) and device tokens (MR iPads) open "the deck of my
+        // catalog". The catalog is not cached by the service worker, so the last
+        // bundle picked is remembered: a call can start offline on a deck opened once.
+        (None, Some(bearer)) => {
+            let key = format!("edetail.catalog.{}", opts.deck.as_deref().unwrap_or("*"));
+            match fetch_catalog_base(&server, bearer, opts.deck.as_deref()).await {
+                Ok(base) => {
+                    dom::local_set(&key, &base);
+                    base
+                }
+                Err(e) => dom::local_get(&key).ok_or(e)?,
+            }
         }
         (None, None) => return Err(Refusal::NoBundle),
     };
