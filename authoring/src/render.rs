@@ -302,6 +302,19 @@ struct Open {
     children: Vec<Node>,
 }
 
+impl Open {
+    /// The finished block, its body ending at byte `body_end`.
+    fn close(self, body_end: usize) -> Node {
+        Node::Block {
+            name: self.name,
+            attrs: self.attrs,
+            open: self.open,
+            body: (self.body_start, body_end),
+            children: self.children,
+        }
+    }
+}
+
 /// Lines as (start, end without newline, start of next line).
 fn line_spans(text: &str, start: usize, end: usize) -> Vec<(usize, usize, usize)> {
     let mut out = Vec::new();
@@ -429,25 +442,11 @@ impl<'a> Renderer<'a> {
                 while stack.len() > idx + 1 {
                     if let Some(o) = stack.pop() {
                         self.diag(self.unclosed(&o));
-                        let node = Node::Block {
-                            name: o.name,
-                            attrs: o.attrs,
-                            open: o.open,
-                            body: (o.body_start, ls),
-                            children: o.children,
-                        };
-                        push(&mut stack, &mut root, node);
+                        push(&mut stack, &mut root, o.close(ls));
                     }
                 }
                 if let Some(o) = stack.pop() {
-                    let node = Node::Block {
-                        name: o.name,
-                        attrs: o.attrs,
-                        open: o.open,
-                        body: (o.body_start, ls),
-                        children: o.children,
-                    };
-                    push(&mut stack, &mut root, node);
+                    push(&mut stack, &mut root, o.close(ls));
                 }
                 continue;
             }
@@ -508,14 +507,7 @@ impl<'a> Renderer<'a> {
         flush(&mut stack, &mut root, &text, md_start, end);
         while let Some(o) = stack.pop() {
             self.diag(self.unclosed(&o));
-            let node = Node::Block {
-                name: o.name,
-                attrs: o.attrs,
-                open: o.open,
-                body: (o.body_start, end),
-                children: o.children,
-            };
-            push(&mut stack, &mut root, node);
+            push(&mut stack, &mut root, o.close(end));
         }
         root
     }
