@@ -417,23 +417,34 @@ impl Bundle {
     /// Parse `bundle.json` bytes: checks the schema version first so an old or future
     /// bundle gets a clear "unsupported schema" rather than a field error.
     pub fn from_json(bytes: &[u8]) -> Result<Bundle, BundleError> {
-        #[derive(Deserialize)]
-        struct Probe {
-            schema_version: Option<serde_json::Value>,
-        }
-        let probe: Probe =
-            serde_json::from_slice(bytes).map_err(|e| BundleError::Malformed(e.to_string()))?;
-        match probe.schema_version.as_ref().and_then(|v| v.as_u64()) {
-            Some(v) if v == u64::from(BUNDLE_SCHEMA_VERSION) => {}
-            Some(v) => return Err(BundleError::UnsupportedSchema { found: v }),
-            None => {
-                return Err(BundleError::Malformed(
-                    "missing or non-integer `schema_version`".into(),
-                ));
+        // One parse in the common case; only a failure (or a foreign version) pays
+        // for the probe that tells "unsupported schema" from "malformed".
+        let schema_error = |found: Option<u64>| match found {
+            Some(v) => BundleError::UnsupportedSchema { found: v },
+            None => BundleError::Malformed("missing or non-integer `schema_version`".into()),
+        };
+        let bundle: Bundle = match serde_json::from_slice(bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                #[derive(Deserialize)]
+                struct Probe {
+                    schema_version: Option<serde_json::Value>,
+                }
+                let probe: Probe = serde_json::from_slice(bytes)
+                    .map_err(|_| BundleError::Malformed(e.to_string()))?;
+                return Err(
+                    match probe.schema_version.as_ref().and_then(|v| v.as_u64()) {
+                        Some(v) if v == u64::from(BUNDLE_SCHEMA_VERSION) => {
+                            BundleError::Malformed(e.to_string())
+                        }
+                        found => schema_error(found),
+                    },
+                );
             }
+        };
+        if bundle.schema_version != BUNDLE_SCHEMA_VERSION {
+            return Err(schema_error(Some(u64::from(bundle.schema_version))));
         }
-        let bundle: Bundle =
-            serde_json::from_slice(bytes).map_err(|e| BundleError::Malformed(e.to_string()))?;
         bundle.validate()?;
         Ok(bundle)
     }
