@@ -223,7 +223,12 @@ impl Slide {
 /// An interactive or tracked element inside a slide. Every component has an id that
 /// is stable across builds (author-given, or derived from slide id and position) and
 /// unique within the bundle; engagement events name it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// On the wire it is a JSON object whose `type` field names the variant (`citation`,
+/// `link`, ...), the other fields being the variant's. Serialization is serde's
+/// internally tagged form; deserialization is written by hand (`component_de` below) so
+/// the runtime's wasm does not carry serde's buffering of internally tagged enums.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Component {
     /// A citation superscript `[^ref]`.
@@ -312,6 +317,288 @@ impl Component {
             | Component::Question { id, .. }
             | Component::Image { id, .. }
             | Component::Video { id, .. } => id,
+        }
+    }
+}
+
+/// Hand-written `Deserialize` for [`Component`].
+///
+/// `#[serde(tag = "type")]` would buffer every component into serde's private `Content`
+/// tree and then run one struct visitor per variant over it; in the runtime's wasm that
+/// machinery was most of the ~140 KB the bundle parser cost. Here one visitor reads the
+/// object's fields straight from the JSON in any key order (the compiler writes `type`
+/// first, but any order is accepted) and builds the variant at the end.
+///
+/// Errors read like serde's derive: `missing field `number``, `duplicate field `id``,
+/// `unknown variant `pie`, expected one of `bar`, `line`, `forest``, `invalid type: ...`.
+/// Unknown fields are ignored, as before. One difference: a field name that belongs to
+/// *another* variant (say `label` on a citation) is type-checked instead of ignored.
+mod component_de {
+    use std::fmt;
+
+    use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+    use super::{
+        AnswerOption, ChartKind, Component, QuestionKind, QuestionPurpose, RatingScale, Tab,
+    };
+
+    const TYPES: &[&str] = &[
+        "citation", "link", "popup", "tabs", "chart", "question", "image", "video",
+    ];
+    const CHART_KINDS: &[&str] = &["bar", "line", "forest"];
+    const QUESTION_KINDS: &[&str] = &["single", "multiple", "rating", "text"];
+    const PURPOSES: &[&str] = &["quiz", "poll", "survey"];
+
+    /// Every field name any variant uses (`kind` and `purpose` are read as strings and
+    /// resolved against the variant once `type` is known).
+    #[derive(serde::Deserialize)]
+    #[serde(field_identifier, rename_all = "snake_case")]
+    enum Field {
+        Type,
+        Id,
+        Reference,
+        Number,
+        Target,
+        Drilldown,
+        Label,
+        Title,
+        Html,
+        Accordion,
+        Tabs,
+        Kind,
+        Series,
+        Categories,
+        Purpose,
+        Prompt,
+        Options,
+        Correct,
+        Scale,
+        Explanation,
+        Src,
+        Alt,
+        Zoom,
+        Poster,
+        Captions,
+        #[serde(other)]
+        Other,
+    }
+
+    /// The index of `value` among the names field `field` (`kind` or `purpose`) allows on
+    /// component type `ty`; `None` when that type has no such field (it is ignored). An
+    /// unknown name is an error as soon as the type is known, as in serde's derive
+    /// (which reads it with the variant's other fields).
+    fn unit_index<E: de::Error>(ty: &str, field: &str, value: &str) -> Result<Option<usize>, E> {
+        let names = match (ty, field) {
+            ("chart", "kind") => CHART_KINDS,
+            ("question", "kind") => QUESTION_KINDS,
+            ("question", _) => PURPOSES,
+            _ => return Ok(None),
+        };
+        match names.iter().position(|n| *n == value) {
+            Some(i) => Ok(Some(i)),
+            None => Err(E::unknown_variant(value, names)),
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Component {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_map(ComponentVisitor)
+        }
+    }
+
+    struct ComponentVisitor;
+
+    impl<'de> Visitor<'de> for ComponentVisitor {
+        type Value = Component;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a component (an object with a `type` field)")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Component, A::Error> {
+            let mut ty: Option<String> = None;
+            let mut id: Option<String> = None;
+            let mut reference: Option<String> = None;
+            let mut number: Option<u32> = None;
+            let mut target: Option<String> = None;
+            let mut drilldown: Option<bool> = None;
+            let mut label: Option<String> = None;
+            let mut title: Option<String> = None;
+            let mut html: Option<String> = None;
+            let mut accordion: Option<bool> = None;
+            let mut tabs: Option<Vec<Tab>> = None;
+            let mut kind: Option<String> = None;
+            let mut series: Option<Vec<String>> = None;
+            let mut categories: Option<Vec<String>> = None;
+            let mut purpose: Option<String> = None;
+            let mut prompt: Option<String> = None;
+            let mut options: Option<Vec<AnswerOption>> = None;
+            let mut correct: Option<Vec<String>> = None;
+            let mut scale: Option<Option<RatingScale>> = None;
+            let mut explanation: Option<Option<String>> = None;
+            let mut src: Option<String> = None;
+            let mut alt: Option<String> = None;
+            let mut zoom: Option<bool> = None;
+            let mut poster: Option<String> = None;
+            let mut captions: Option<Option<String>> = None;
+
+            // Reads the next value into `slot`, refusing a second occurrence of the key.
+            macro_rules! take {
+                ($slot:ident, $name:literal) => {{
+                    if $slot.is_some() {
+                        return Err(de::Error::duplicate_field($name));
+                    }
+                    $slot = Some(map.next_value()?);
+                }};
+            }
+            while let Some(key) = map.next_key::<Field>()? {
+                match key {
+                    Field::Type => {
+                        take!(ty, "type");
+                        // As soon as it is read (first, from the compiler), like serde's
+                        // tagged form does before the variant's fields.
+                        if let Some(t) = &ty
+                            && !TYPES.contains(&t.as_str())
+                        {
+                            return Err(de::Error::unknown_variant(t, TYPES));
+                        }
+                    }
+                    Field::Id => take!(id, "id"),
+                    Field::Reference => take!(reference, "reference"),
+                    Field::Number => take!(number, "number"),
+                    Field::Target => take!(target, "target"),
+                    Field::Drilldown => take!(drilldown, "drilldown"),
+                    Field::Label => take!(label, "label"),
+                    Field::Title => take!(title, "title"),
+                    Field::Html => take!(html, "html"),
+                    Field::Accordion => take!(accordion, "accordion"),
+                    Field::Tabs => take!(tabs, "tabs"),
+                    Field::Kind => {
+                        take!(kind, "kind");
+                        if let (Some(t), Some(k)) = (&ty, &kind) {
+                            unit_index::<A::Error>(t, "kind", k)?;
+                        }
+                    }
+                    Field::Series => take!(series, "series"),
+                    Field::Categories => take!(categories, "categories"),
+                    Field::Purpose => {
+                        take!(purpose, "purpose");
+                        if let (Some(t), Some(p)) = (&ty, &purpose) {
+                            unit_index::<A::Error>(t, "purpose", p)?;
+                        }
+                    }
+                    Field::Prompt => take!(prompt, "prompt"),
+                    Field::Options => take!(options, "options"),
+                    Field::Correct => take!(correct, "correct"),
+                    Field::Scale => take!(scale, "scale"),
+                    Field::Explanation => take!(explanation, "explanation"),
+                    Field::Src => take!(src, "src"),
+                    Field::Alt => take!(alt, "alt"),
+                    Field::Zoom => take!(zoom, "zoom"),
+                    Field::Poster => take!(poster, "poster"),
+                    Field::Captions => take!(captions, "captions"),
+                    Field::Other => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+
+            // A field the variant requires.
+            macro_rules! req {
+                ($slot:ident, $name:literal) => {
+                    $slot.ok_or_else(|| de::Error::missing_field($name))?
+                };
+            }
+            let ty = ty.ok_or_else(|| de::Error::missing_field("type"))?;
+            // With `type` read after them, `purpose` and `kind` are checked here, still
+            // before any missing-field error.
+            let purpose = match &purpose {
+                Some(p) => unit_index::<A::Error>(&ty, "purpose", p)?,
+                None => None,
+            };
+            let kind = match &kind {
+                Some(k) => unit_index::<A::Error>(&ty, "kind", k)?,
+                None => None,
+            };
+            Ok(match ty.as_str() {
+                "citation" => Component::Citation {
+                    id: req!(id, "id"),
+                    reference: req!(reference, "reference"),
+                    number: req!(number, "number"),
+                },
+                "link" => Component::Link {
+                    id: req!(id, "id"),
+                    target: req!(target, "target"),
+                    drilldown: req!(drilldown, "drilldown"),
+                },
+                "popup" => Component::Popup {
+                    id: req!(id, "id"),
+                    label: req!(label, "label"),
+                    title: req!(title, "title"),
+                    html: req!(html, "html"),
+                },
+                "tabs" => {
+                    let id = req!(id, "id");
+                    Component::Tabs {
+                        id,
+                        accordion: accordion.unwrap_or_default(),
+                        tabs: req!(tabs, "tabs"),
+                    }
+                }
+                "chart" => {
+                    let id = req!(id, "id");
+                    let kind = match kind.ok_or_else(|| de::Error::missing_field("kind"))? {
+                        0 => ChartKind::Bar,
+                        1 => ChartKind::Line,
+                        _ => ChartKind::Forest,
+                    };
+                    Component::Chart {
+                        id,
+                        kind,
+                        title: req!(title, "title"),
+                        series: req!(series, "series"),
+                        categories: req!(categories, "categories"),
+                    }
+                }
+                "question" => {
+                    let id = req!(id, "id");
+                    let purpose =
+                        match purpose.ok_or_else(|| de::Error::missing_field("purpose"))? {
+                            0 => QuestionPurpose::Quiz,
+                            1 => QuestionPurpose::Poll,
+                            _ => QuestionPurpose::Survey,
+                        };
+                    let kind = match kind.ok_or_else(|| de::Error::missing_field("kind"))? {
+                        0 => QuestionKind::Single,
+                        1 => QuestionKind::Multiple,
+                        2 => QuestionKind::Rating,
+                        _ => QuestionKind::Text,
+                    };
+                    Component::Question {
+                        id,
+                        purpose,
+                        kind,
+                        prompt: req!(prompt, "prompt"),
+                        options: options.unwrap_or_default(),
+                        correct: correct.unwrap_or_default(),
+                        scale: scale.flatten(),
+                        explanation: explanation.flatten(),
+                    }
+                }
+                "image" => Component::Image {
+                    id: req!(id, "id"),
+                    src: req!(src, "src"),
+                    alt: req!(alt, "alt"),
+                    zoom: zoom.unwrap_or_default(),
+                },
+                _ => Component::Video {
+                    id: req!(id, "id"),
+                    src: req!(src, "src"),
+                    poster: req!(poster, "poster"),
+                    title: req!(title, "title"),
+                    captions: captions.flatten(),
+                },
+            })
         }
     }
 }
