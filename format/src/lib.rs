@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod event;
 pub mod hash;
 pub mod ingest;
+pub mod signature;
 
 pub use bundle::{BUNDLE_SCHEMA_VERSION, Bundle, BundleError, Component, Slide};
 pub use event::{Channel, EVENT_SCHEMA_VERSION, Event, EventError, EventKind, NavVia};

@@ -36,6 +36,8 @@ pub struct AppState {
     bundle_cache: Mutex<HashMap<String, Arc<Bundle>>>,
     /// Failed authentications per client IP (429 after too many in a minute).
     pub auth_limiter: auth::FailureLimiter,
+    /// Public keys whose bundle signatures publish accepts (none: publish refuses).
+    pub trusted_keys: Vec<edetail_format::signature::PublicKey>,
 }
 
 impl AppState {
@@ -208,6 +210,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/app", get(|| async { Redirect::permanent("/app/") }))
         .route("/app/", get(app_index))
+        .route("/app/trusted-keys.json", get(trusted_keys_json))
         .route("/app/{*path}", get(app_file))
         .route(INGEST_PATH, post(ingest))
         .route("/api/v1/bundles", post(publish))
@@ -228,6 +231,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/admin/stats", get(stats))
         .route("/bundles/{hash}/bundle.json", get(bundle_json))
         .route("/bundles/{hash}/bundle.sha256", get(bundle_sha256))
+        .route("/bundles/{hash}/bundle.sig", get(bundle_sig))
         .route("/bundles/{hash}/assets/{file}", get(bundle_asset))
         .merge(crate::dashboard::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
@@ -310,6 +314,20 @@ async fn app_file(State(st): State<Arc<AppState>>, Path(path): Path<String>) -> 
     serve_www(&st, &path).await
 }
 
+/// The player's trusted signing keys (`./trusted-keys.json` next to its page), from
+/// the server's configuration: `{"keys":["ed25519:..."]}`.
+async fn trusted_keys_json(State(st): State<Arc<AppState>>) -> Response {
+    let doc = edetail_format::signature::TrustedKeysJson::from_keys(&st.trusted_keys);
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        doc.to_json(),
+    )
+        .into_response()
+}
+
 // ---------- ingest ----------
 
 async fn ingest(
@@ -387,10 +405,12 @@ async fn publish(
         .await
         .map_err(|_| ApiError::too_large("archive too large"))?;
     let today = today_iso();
-    let verified = tokio::task::spawn_blocking(move || bundles::verify_archive(&bytes, &today))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let trusted = st.trusted_keys.clone();
+    let verified =
+        tokio::task::spawn_blocking(move || bundles::verify_archive(&bytes, &today, &trusted))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
     let territories = q
         .territory
         .map(|t| storage::sqlite::split_list(&t))
@@ -552,6 +572,30 @@ async fn bundle_sha256(
         format!("\"{hash}.sha256\""),
         "text/plain; charset=utf-8".into(),
         hash.into_bytes(),
+    ))
+}
+
+/// `bundle.sig` next to `bundle.json` (verified when the bundle was published); the
+/// runtime checks it against `/app/trusted-keys.json`.
+async fn bundle_sig(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(hash): Path<String>,
+) -> Result<Response, ApiError> {
+    if !is_hex64(&hash) {
+        return Err(ApiError::not_found("no such bundle"));
+    }
+    let hash = hash.to_ascii_lowercase();
+    let bytes = st
+        .store
+        .blob(&bundles::signature_blob_key(&hash))
+        .await?
+        .ok_or_else(|| ApiError::not_found("no signature for this bundle"))?;
+    Ok(immutable(
+        &headers,
+        format!("\"{hash}.sig\""),
+        "application/json".into(),
+        bytes,
     ))
 }
 
@@ -937,7 +981,13 @@ pub async fn prepare(
         public_url: base_url.clone(),
         bundle_cache: Mutex::new(HashMap::new()),
         auth_limiter: auth::FailureLimiter::new(cfg.auth_failures_per_minute),
+        trusted_keys: cfg.trusted_keys.clone(),
     });
+    if cfg.trusted_keys.is_empty() {
+        tracing::warn!(
+            "no trusted signing keys configured (--trusted-keys / EDETAIL_TRUSTED_KEYS / trusted_keys): publishing is refused"
+        );
+    }
     Ok((
         listener,
         state,

@@ -5,7 +5,9 @@
 //! ([`edetail_format::bundle::verify_and_parse`] also checks the schema version, the
 //! structure and every slide's content hash); every listed asset must be present and
 //! match its sha256 and size; no unlisted file may be present; preview bundles and
-//! bundles whose approval window has ended are refused.
+//! bundles whose approval window has ended are refused; finally `bundle.sig` must be
+//! an ed25519 signature of the bundle hash by a trusted key
+//! ([`edetail_format::signature`]).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -14,6 +16,9 @@ use std::path::Path;
 use edetail_format::bundle::{
     ASSETS_DIR, BUNDLE_HASH_FILE, BUNDLE_MANIFEST_FILE, Bundle, WindowStatus, verify_and_parse,
     verify_asset,
+};
+use edetail_format::signature::{
+    PublicKey, SIGNATURE_FILE, SecretKey, SignatureError, crypto as sigcrypto,
 };
 use serde::Serialize;
 
@@ -40,6 +45,8 @@ pub enum PublishError {
     Expired { code: String, until: String },
     #[error("invalid approval dates `{0}`..`{1}`")]
     BadDates(String, String),
+    #[error("signature refused: {0}")]
+    Signature(#[from] SignatureError),
 }
 
 /// A verified bundle, ready to store.
@@ -49,14 +56,27 @@ pub struct VerifiedBundle {
     pub bundle: Bundle,
     pub manifest: Vec<u8>,
     pub assets: Vec<(String, Vec<u8>)>,
+    /// `bundle.sig`, verified against a trusted key.
+    pub signature: Vec<u8>,
+}
+
+/// Blob key under which a bundle's `bundle.sig` is stored.
+pub fn signature_blob_key(bundle_hash: &str) -> String {
+    format!("{bundle_hash}.sig")
 }
 
 fn norm(path: &str) -> String {
     path.trim_start_matches("./").to_string()
 }
 
-/// Read and verify a `.edetail` archive (tar of `bundle.json`, `bundle.sha256`, `assets/`).
-pub fn verify_archive(bytes: &[u8], today: &str) -> Result<VerifiedBundle, PublishError> {
+/// Read and verify a `.edetail` archive (tar of `bundle.json`, `bundle.sha256`,
+/// `bundle.sig`, `assets/`): content first (hashes, preview, approval window, assets),
+/// then the signature against `trusted` (none trusted: refused).
+pub fn verify_archive(
+    bytes: &[u8],
+    today: &str,
+    trusted: &[PublicKey],
+) -> Result<VerifiedBundle, PublishError> {
     let mut files: HashMap<String, Vec<u8>> = HashMap::new();
     let mut ar = tar::Archive::new(bytes);
     let entries = ar
@@ -102,6 +122,7 @@ pub fn verify_archive(bytes: &[u8], today: &str) -> Result<VerifiedBundle, Publi
         .remove(BUNDLE_HASH_FILE)
         .ok_or_else(|| PublishError::Missing(BUNDLE_HASH_FILE.into()))?;
     let expected = String::from_utf8_lossy(&hash_file).trim().to_lowercase();
+    let signature = files.remove(SIGNATURE_FILE);
     let bundle = verify_and_parse(&manifest, &expected)?;
     if bundle.preview {
         return Err(PublishError::Preview);
@@ -132,11 +153,13 @@ pub fn verify_archive(bytes: &[u8], today: &str) -> Result<VerifiedBundle, Publi
     if let Some(extra) = files.keys().min() {
         return Err(PublishError::Unlisted(extra.clone()));
     }
+    sigcrypto::verify(signature.as_deref(), &expected, trusted)?;
     Ok(VerifiedBundle {
         hash: expected,
         bundle,
         manifest,
         assets,
+        signature: signature.unwrap_or_default(),
     })
 }
 
@@ -157,17 +180,24 @@ impl VerifiedBundle {
             published_at: now,
             retired_at: None,
         };
-        let mut blobs = vec![(self.hash, self.manifest)];
+        let mut blobs = vec![
+            (signature_blob_key(&self.hash), self.signature),
+            (self.hash, self.manifest),
+        ];
         blobs.extend(self.assets);
         NewVersion { record, blobs }
     }
 }
 
-/// Pack a bundle directory (`bundle.json`, `bundle.sha256`, `assets/`) into a tar archive.
+/// Pack a bundle directory (`bundle.json`, `bundle.sha256`, `bundle.sig` when
+/// present, `assets/`) into a tar archive.
 pub fn pack_dir(dir: &Path) -> std::io::Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
     for name in [BUNDLE_MANIFEST_FILE, BUNDLE_HASH_FILE] {
         b.append_path_with_name(dir.join(name), name)?;
+    }
+    if dir.join(SIGNATURE_FILE).is_file() {
+        b.append_path_with_name(dir.join(SIGNATURE_FILE), SIGNATURE_FILE)?;
     }
     let assets = dir.join(ASSETS_DIR);
     if assets.is_dir() {
@@ -245,7 +275,42 @@ pub fn listed(v: &VersionRecord, today: &str, territory: Option<&str>) -> bool {
     }
 }
 
-/// A small valid bundle for tests, benchmarks and demos: `slides` main-flow slides
+/// Seed of the built-in TEST signing key. It is public (it is in the source), so a
+/// server must never trust it in production: only [`crate::Config::for_dir`] (tests,
+/// benchmarks) and the test/bench `edetail-server` binary (when no key is configured)
+/// do. It signs [`sample_bundle`].
+pub const TEST_SIGNING_SEED: [u8; 32] = *b"edetail TEST key - never trust!!";
+
+/// The built-in TEST signing key (see [`TEST_SIGNING_SEED`]).
+pub fn test_signing_key() -> SecretKey {
+    SecretKey(TEST_SIGNING_SEED)
+}
+
+/// Public half of [`test_signing_key`].
+pub fn test_public_key() -> PublicKey {
+    test_signing_key().public_key()
+}
+
+/// Write a trusted-keys file trusting only the TEST key (for spawned test servers:
+/// `--trusted-keys <path>`); returns its path.
+pub fn write_test_trusted_keys(dir: &Path) -> std::io::Result<std::path::PathBuf> {
+    let p = dir.join("test-trusted-keys.txt");
+    std::fs::write(
+        &p,
+        format!(
+            "# the built-in TEST key (edetail_server::bundles::TEST_SIGNING_SEED): tests only\n{}\n",
+            test_public_key()
+        ),
+    )?;
+    Ok(p)
+}
+
+/// `bundle.sig` bytes for `bundle_hash`, signed by `key`.
+pub fn signature_file(key: &SecretKey, bundle_hash: &str) -> Vec<u8> {
+    sigcrypto::sign(key, bundle_hash).to_json()
+}
+
+/// A small valid bundle for tests, benchmarks and demos, signed with the TEST key: `slides` main-flow slides
 /// (the second one with a drill-down link, a popup and a quiz), one detail slide and
 /// one asset. Returns the archive bytes and the parsed bundle.
 pub fn sample_bundle(
@@ -386,9 +451,11 @@ pub fn sample_bundle(
     };
     let json = bundle.to_json();
     let hash = edetail_format::sha256_hex(&json);
+    let sig = signature_file(&test_signing_key(), &hash);
     let archive = pack_files(&[
         (BUNDLE_MANIFEST_FILE, &json),
         (BUNDLE_HASH_FILE, hash.as_bytes()),
+        (SIGNATURE_FILE, &sig),
         (&asset_path, &asset_bytes),
     ]);
     (archive, bundle)
@@ -401,20 +468,47 @@ mod tests {
     #[test]
     fn sample_bundle_verifies() {
         let (ar, b) = sample_bundle("d", "1.0.0", "2020-01-01", "2099-12-31", 4);
-        let v = verify_archive(&ar, "2025-01-01").unwrap();
+        let v = verify_archive(&ar, "2025-01-01", &[test_public_key()]).unwrap();
         assert_eq!(v.bundle, b);
         assert_eq!(v.assets.len(), 1);
+        assert!(!v.signature.is_empty());
+    }
+
+    #[test]
+    fn refuses_unsigned_untrusted_and_no_keys() {
+        let (ar, b) = sample_bundle("d", "1.0.0", "2020-01-01", "2099-12-31", 4);
+        let other = SecretKey([1u8; 32]).public_key();
+        assert!(matches!(
+            verify_archive(&ar, "2025-01-01", &[other]),
+            Err(PublishError::Signature(SignatureError::UnknownKey(_)))
+        ));
+        let e = verify_archive(&ar, "2025-01-01", &[]).unwrap_err();
+        assert_eq!(e, PublishError::Signature(SignatureError::NoTrustedKeys));
+        assert!(e.to_string().contains("no trusted signing keys"), "{e}");
+        let json = b.to_json();
+        let hash = edetail_format::sha256_hex(&json);
+        let a = &b.assets[0];
+        let asset = "<svg xmlns='http://www.w3.org/2000/svg'><text>d</text></svg>";
+        let unsigned = pack_files(&[
+            (BUNDLE_MANIFEST_FILE, &json),
+            (BUNDLE_HASH_FILE, hash.as_bytes()),
+            (&a.path, asset.as_bytes()),
+        ]);
+        assert_eq!(
+            verify_archive(&unsigned, "2025-01-01", &[test_public_key()]).unwrap_err(),
+            PublishError::Signature(SignatureError::Unsigned)
+        );
     }
 
     #[test]
     fn refuses_expired_and_tampered() {
         let (ar, _) = sample_bundle("d", "1.0.0", "2020-01-01", "2021-12-31", 3);
         assert!(matches!(
-            verify_archive(&ar, "2025-01-01"),
+            verify_archive(&ar, "2025-01-01", &[test_public_key()]),
             Err(PublishError::Expired { .. })
         ));
         assert!(matches!(
-            verify_archive(b"not a tar", "2025-01-01"),
+            verify_archive(b"not a tar", "2025-01-01", &[test_public_key()]),
             Err(PublishError::Archive(_))
         ));
     }

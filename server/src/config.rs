@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use edetail_format::signature::{PublicKey, parse_trusted_keys};
 use serde::Deserialize;
 
 /// `edetail serve` options (also used by the `edetail-server` binary).
@@ -45,6 +46,10 @@ pub struct ServeArgs {
     /// Failed authentications allowed per client IP per minute before 429 (default 20; 0 = no limit).
     #[arg(long, env = "EDETAIL_AUTH_FAILURES_PER_MINUTE")]
     pub auth_failures_per_minute: Option<u32>,
+    /// Trusted bundle-signing public keys: a file with one `ed25519:...` key per line
+    /// (`#` comments allowed). Publishing is refused while no key is trusted.
+    #[arg(long, env = "EDETAIL_TRUSTED_KEYS", value_name = "FILE")]
+    pub trusted_keys: Option<PathBuf>,
 }
 
 /// The TOML file's keys (all optional), same names as the flags with `_`.
@@ -62,6 +67,10 @@ pub struct FileConfig {
     pub log_level: Option<String>,
     pub max_concurrent_batches: Option<usize>,
     pub auth_failures_per_minute: Option<u32>,
+    /// Trusted signing keys inline (`["ed25519:..."]`); added to `trusted_keys_file`.
+    pub trusted_keys: Option<Vec<String>>,
+    /// A trusted-keys file (one key per line).
+    pub trusted_keys_file: Option<PathBuf>,
 }
 
 /// Resolved configuration.
@@ -79,10 +88,16 @@ pub struct Config {
     pub max_concurrent_batches: usize,
     /// Failed authentications per client IP per minute before 429 (0 = no limit).
     pub auth_failures_per_minute: u32,
+    /// Public keys whose bundle signatures publish accepts (none: publish refuses).
+    pub trusted_keys: Vec<PublicKey>,
 }
 
 impl Config {
-    /// Defaults for tests and embedding: SQLite in `data_dir`, a free port on loopback.
+    /// Defaults for tests and benchmarks: SQLite in `data_dir`, a free port on loopback,
+    /// and the built-in TEST signing key trusted
+    /// ([`crate::bundles::test_public_key`], which signs
+    /// [`crate::bundles::sample_bundle`]). Its secret is in the source: never use
+    /// this for a real server (`ServeArgs::resolve` never trusts it).
     pub fn for_dir(data_dir: &Path) -> Config {
         Config {
             port: 0,
@@ -96,8 +111,16 @@ impl Config {
             log_level: "warn".into(),
             max_concurrent_batches: 256,
             auth_failures_per_minute: 20,
+            trusted_keys: vec![crate::bundles::test_public_key()],
         }
     }
+}
+
+fn read_trusted_keys(path: &Path) -> Result<Vec<PublicKey>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::TrustedKeys(path.to_path_buf(), e.to_string()))?;
+    parse_trusted_keys(&text)
+        .map_err(|e| ConfigError::TrustedKeys(path.to_path_buf(), e.to_string()))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +129,8 @@ pub enum ConfigError {
     Read(PathBuf, std::io::Error),
     #[error("config file {0}: {1}")]
     Parse(PathBuf, String),
+    #[error("trusted keys {0}: {1}")]
+    TrustedKeys(PathBuf, String),
 }
 
 impl ServeArgs {
@@ -127,7 +152,28 @@ impl ServeArgs {
             }
             None => FileConfig::default(),
         };
+        // Flag/env file replaces the config file's keys; the config file's inline list
+        // and file are combined.
+        let trusted_keys = match &self.trusted_keys {
+            Some(p) => read_trusted_keys(p)?,
+            None => {
+                let mut keys = Vec::new();
+                if let Some(p) = &file.trusted_keys_file {
+                    keys = read_trusted_keys(p)?;
+                }
+                for k in file.trusted_keys.iter().flatten() {
+                    let k = PublicKey::parse(k).map_err(|e| {
+                        ConfigError::Parse(file_path.clone().unwrap_or_default(), e.to_string())
+                    })?;
+                    if !keys.contains(&k) {
+                        keys.push(k);
+                    }
+                }
+                keys
+            }
+        };
         Ok(Config {
+            trusted_keys,
             port: self.port.or(file.port).unwrap_or(8080),
             bind: self
                 .bind
@@ -212,5 +258,41 @@ mod tests {
         std::fs::write(&p, "prot = 1\n").unwrap();
         let e = args.resolve().unwrap_err().to_string();
         assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn trusted_keys_from_file_flag_and_inline() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = PublicKey([1u8; 32]);
+        let b = PublicKey([2u8; 32]);
+        let keys = dir.path().join("keys.txt");
+        std::fs::write(&keys, format!("# ops\n{a}\n")).unwrap();
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(
+            &cfg,
+            format!("trusted_keys_file = {keys:?}\ntrusted_keys = [\"{b}\"]\n"),
+        )
+        .unwrap();
+        let mut args = ServeArgs {
+            config: Some(cfg.clone()),
+            ..Default::default()
+        };
+        assert_eq!(args.resolve().unwrap().trusted_keys, vec![a, b]);
+        // The flag (or EDETAIL_TRUSTED_KEYS) replaces the config file's keys.
+        let only_b = dir.path().join("b.txt");
+        std::fs::write(&only_b, format!("{b}\n")).unwrap();
+        args.trusted_keys = Some(only_b);
+        assert_eq!(args.resolve().unwrap().trusted_keys, vec![b]);
+        // None configured: empty (publish then refuses); the test key is never added.
+        let none = ServeArgs {
+            data_dir: Some(dir.path().join("nothing")),
+            ..Default::default()
+        };
+        assert!(none.resolve().unwrap().trusted_keys.is_empty());
+        // A bad key names the file and line.
+        std::fs::write(&keys, "ed25519:AAAA\n").unwrap();
+        args.trusted_keys = Some(keys);
+        let e = args.resolve().unwrap_err().to_string();
+        assert!(e.contains("line 1"), "{e}");
     }
 }

@@ -16,13 +16,22 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let cfg = match args.serve.resolve() {
+    let mut cfg = match args.serve.resolve() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
+    // This binary is the test/benchmark fixture (operators run `edetail serve`, which
+    // never does this): with no trusted key configured it trusts the built-in TEST
+    // key, so harnesses can publish `bundles::sample_bundle` archives.
+    if cfg.trusted_keys.is_empty() {
+        eprintln!(
+            "edetail-server: no trusted keys configured; trusting the built-in TEST signing key (tests and benchmarks only)"
+        );
+        cfg.trusted_keys = vec![edetail_server::bundles::test_public_key()];
+    }
     let r = edetail_server::serve_blocking(cfg, |s| {
         let mut out = std::io::stdout().lock();
         if let Some(t) = &s.new_admin_token {
