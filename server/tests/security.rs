@@ -469,3 +469,186 @@ fn hostile_input_gets_clear_4xx_never_500() {
         }
     });
 }
+
+/// A tar archive whose entries are written raw (no path sanitizing by the builder), so
+/// `..`, absolute paths and links reach the server as an attacker would send them.
+fn raw_tar(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, kind, data, link) in entries {
+        let mut h = tar::Header::new_gnu();
+        let name = &mut h.as_gnu_mut().unwrap().name;
+        name[..path.len()].copy_from_slice(path.as_bytes());
+        h.set_entry_type(*kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        if let Some(l) = link {
+            h.set_link_name(l).unwrap();
+        }
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// Hostile archives on publish (path traversal, absolute paths, links, garbage) and
+/// hostile bodies on the admin JSON/CSV endpoints (100 000-deep nesting, invalid UTF-8,
+/// oversized): each a clear 4xx naming the problem, never a 500, nothing stored,
+/// nothing leaked.
+#[test]
+fn hostile_archives_and_admin_bodies_get_clear_4xx() {
+    each_backend(|b| {
+        let s = TestServer::start_with(b, |c| c.auth_failures_per_minute = 0);
+        let anon = s.anon();
+        let manifest = br#"{"schema_version":1}"#;
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            (
+                "parent directory entry",
+                raw_tar(&[
+                    ("bundle.json", tar::EntryType::Regular, manifest, None),
+                    ("../escape.txt", tar::EntryType::Regular, b"x", None),
+                ]),
+                "unsafe path",
+            ),
+            (
+                "nested parent entry",
+                raw_tar(&[(
+                    "assets/../../../escape.txt",
+                    tar::EntryType::Regular,
+                    b"x",
+                    None,
+                )]),
+                "unsafe path",
+            ),
+            (
+                "absolute entry",
+                raw_tar(&[("/etc/cron.d/escape", tar::EntryType::Regular, b"x", None)]),
+                "unsafe path",
+            ),
+            (
+                "symlink entry",
+                raw_tar(&[(
+                    "assets/a.svg",
+                    tar::EntryType::Symlink,
+                    b"",
+                    Some("/etc/passwd"),
+                )]),
+                "regular files",
+            ),
+            (
+                "hard link entry",
+                raw_tar(&[(
+                    "assets/a.svg",
+                    tar::EntryType::Link,
+                    b"",
+                    Some("/etc/passwd"),
+                )]),
+                "regular files",
+            ),
+            ("garbage", b"this is not a tar archive\n".repeat(40), ""),
+            ("empty body", Vec::new(), ""),
+        ];
+        for (what, body, expect) in &cases {
+            let r = anon
+                .raw(
+                    "POST",
+                    "/api/v1/bundles",
+                    Some(&s.admin),
+                    Some(("application/x-tar", None, body)),
+                )
+                .unwrap();
+            assert!(
+                (400..500).contains(&r.status),
+                "{what}: {} {}",
+                r.status,
+                r.body
+            );
+            let e: edetail_format::ingest::ErrorBody = serde_json::from_str(&r.body)
+                .unwrap_or_else(|e| panic!("{what}: not an ErrorBody ({e}): {}", r.body));
+            assert!(
+                !e.message.trim().is_empty() && e.message.contains(expect),
+                "{what}: unclear message: {}",
+                e.message
+            );
+            assert_no_leak(what, &r, &[&s.admin]);
+        }
+        assert!(
+            s.admin_client().versions().unwrap().is_empty(),
+            "a hostile archive was stored"
+        );
+        assert!(!s.dir.path().join("escape.txt").exists());
+        assert!(!s.dir.path().parent().unwrap().join("escape.txt").exists());
+
+        // Admin JSON and CSV endpoints.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes();
+        let deep_obj =
+            format!("{}1{}", "{\"a\":".repeat(100_000), "}".repeat(100_000)).into_bytes();
+        let mut bad_utf8 = br#"{"kind":"device","label":"caf"#.to_vec();
+        bad_utf8.extend_from_slice(b"\xff\xfe\"}");
+        let big = format!(
+            "{{\"kind\":\"device\",\"label\":\"{}\"}}",
+            "x".repeat(3 * 1024 * 1024)
+        )
+        .into_bytes();
+        for path in ["/api/v1/tokens", "/api/v1/share"] {
+            for (what, body) in [
+                ("100k-deep array", &deep),
+                ("100k-deep object", &deep_obj),
+                ("invalid UTF-8", &bad_utf8),
+                ("3 MiB body", &big),
+            ] {
+                let r = anon
+                    .raw(
+                        "POST",
+                        path,
+                        Some(&s.admin),
+                        Some(("application/json", None, body)),
+                    )
+                    .unwrap();
+                assert!(
+                    (400..500).contains(&r.status),
+                    "{path} {what}: {} {}",
+                    r.status,
+                    r.body.chars().take(300).collect::<String>()
+                );
+                assert!(!r.body.trim().is_empty(), "{path} {what}: empty error body");
+                if what == "3 MiB body" {
+                    assert_eq!(r.status, 413, "{path} {what}: {}", r.body);
+                }
+                assert_no_leak(&format!("{path} {what}"), &r, &[&s.admin]);
+            }
+        }
+        let mut csv = b"id,specialty,institution,region,segment\nHCP-\xff,GP,X,Seoul,A\n".to_vec();
+        let r = anon
+            .raw(
+                "POST",
+                "/api/v1/hcps",
+                Some(&s.admin),
+                Some(("text/csv", None, &csv)),
+            )
+            .unwrap();
+        assert_eq!(r.status, 400, "invalid UTF-8 CSV: {}", r.body);
+        assert!(r.body.contains("UTF-8"), "{}", r.body);
+        csv = format!(
+            "id,specialty,institution,region,segment\n{}\n",
+            "'; DROP TABLE hcps; --,\"a\"\"b\",x,y,z"
+        )
+        .into_bytes();
+        let r = anon
+            .raw(
+                "POST",
+                "/api/v1/hcps",
+                Some(&s.admin),
+                Some(("text/csv", None, &csv)),
+            )
+            .unwrap();
+        assert!(r.status < 500, "SQL in CSV: {} {}", r.status, r.body);
+        assert!(s.admin_client().stats().is_ok(), "tables intact");
+        // Nothing was created by any of it.
+        let tokens = s.admin_client().list_tokens().unwrap();
+        assert_eq!(
+            tokens.len(),
+            1,
+            "only the bootstrap admin token: {tokens:?}"
+        );
+    });
+}
