@@ -1,5 +1,7 @@
 //! Writing and reading bundles: the bundle directory and the single-file `.edetail`
 //! archive (a tar with deterministic headers), with hash verification on read.
+//! Either form may carry `bundle.sig` ([`edetail_format::signature`]); this module
+//! stores and returns its bytes, the signing and checking happen in the CLI/server.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -10,6 +12,7 @@ use edetail_format::bundle::{
     verify_asset,
 };
 use edetail_format::sha256_hex;
+use edetail_format::signature::SIGNATURE_FILE;
 
 /// Largest file accepted from an archive (guards memory on hostile input).
 pub const MAX_ENTRY_BYTES: u64 = 2 * 1024 * 1024 * 1024;
@@ -22,6 +25,8 @@ pub struct LoadedBundle {
     pub hash: String,
     /// Asset bytes by bundle path (`assets/<sha256>.<ext>`).
     pub assets: BTreeMap<String, Vec<u8>>,
+    /// `bundle.sig` bytes when present (not verified here).
+    pub signature: Option<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,13 +78,33 @@ pub fn bundle_files(
 }
 
 /// Write the bundle directory; returns the bundle hash. Stale files in `dir/assets`
-/// that the bundle does not list are removed.
+/// that the bundle does not list are removed, and so is a stale `bundle.sig`.
 pub fn write_bundle_dir(
     bundle: &Bundle,
     assets: &BTreeMap<String, Vec<u8>>,
     dir: &Path,
 ) -> std::io::Result<String> {
-    let files = bundle_files(bundle, assets);
+    write_bundle_dir_signed(bundle, assets, dir, |_| None)
+}
+
+/// [`write_bundle_dir`] with a `bundle.sig`: `sign` gets the bundle hash and returns
+/// the signature file's bytes (None: unsigned, any old `bundle.sig` is removed).
+pub fn write_bundle_dir_signed(
+    bundle: &Bundle,
+    assets: &BTreeMap<String, Vec<u8>>,
+    dir: &Path,
+    sign: impl FnOnce(&str) -> Option<Vec<u8>>,
+) -> std::io::Result<String> {
+    let mut files = bundle_files(bundle, assets);
+    let sig = sign(&hash_of(&files));
+    let sig_path = dir.join(SIGNATURE_FILE);
+    match sig {
+        Some(bytes) => {
+            files.insert(SIGNATURE_FILE.to_string(), bytes);
+        }
+        None if sig_path.is_file() => std::fs::remove_file(&sig_path)?,
+        None => {}
+    }
     let assets_dir = dir.join(ASSETS_DIR);
     std::fs::create_dir_all(&assets_dir)?;
     for entry in std::fs::read_dir(&assets_dir)? {
@@ -114,17 +139,26 @@ pub fn archive_bytes(
     bundle: &Bundle,
     assets: &BTreeMap<String, Vec<u8>>,
 ) -> std::io::Result<Vec<u8>> {
-    Ok(archive_with_hash(bundle, assets)?.0)
+    Ok(archive_with_hash(bundle, assets, |_| None)?.0)
 }
 
 fn archive_with_hash(
     bundle: &Bundle,
     assets: &BTreeMap<String, Vec<u8>>,
+    sign: impl FnOnce(&str) -> Option<Vec<u8>>,
 ) -> std::io::Result<(Vec<u8>, String)> {
-    let files = bundle_files(bundle, assets);
+    let mut files = bundle_files(bundle, assets);
+    if let Some(sig) = sign(&hash_of(&files)) {
+        files.insert(SIGNATURE_FILE.to_string(), sig);
+    }
+    Ok((tar_of(&files)?, hash_of(&files)))
+}
+
+/// A deterministic tar of `files` (sorted by path).
+fn tar_of(files: &BTreeMap<String, Vec<u8>>) -> std::io::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     builder.mode(tar::HeaderMode::Deterministic);
-    for (path, bytes) in &files {
+    for (path, bytes) in files {
         let mut h = tar::Header::new_ustar();
         h.set_path(path)?;
         h.set_size(bytes.len() as u64);
@@ -138,7 +172,7 @@ fn archive_with_hash(
         h.set_cksum();
         builder.append(&h, bytes.as_slice())?;
     }
-    Ok((builder.into_inner()?, hash_of(&files)))
+    builder.into_inner()
 }
 
 /// Write the single-file `.edetail` archive; returns the bundle hash.
@@ -147,12 +181,46 @@ pub fn write_archive(
     assets: &BTreeMap<String, Vec<u8>>,
     path: &Path,
 ) -> std::io::Result<String> {
-    let (bytes, hash) = archive_with_hash(bundle, assets)?;
+    write_archive_signed(bundle, assets, path, |_| None)
+}
+
+/// [`write_archive`] with a `bundle.sig` (see [`write_bundle_dir_signed`]).
+pub fn write_archive_signed(
+    bundle: &Bundle,
+    assets: &BTreeMap<String, Vec<u8>>,
+    path: &Path,
+    sign: impl FnOnce(&str) -> Option<Vec<u8>>,
+) -> std::io::Result<String> {
+    let (bytes, hash) = archive_with_hash(bundle, assets, sign)?;
+    write_file(path, &bytes)?;
+    Ok(hash)
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
-    std::fs::write(path, bytes)?;
-    Ok(hash)
+    std::fs::write(path, bytes)
+}
+
+/// Add (or replace) `bundle.sig` in an existing bundle directory or `.edetail`
+/// archive, after verifying the bundle; `sign` gets the bundle hash and returns the
+/// signature file's bytes. The archive's other entries are kept byte for byte (the
+/// tar is rewritten deterministically). Returns the bundle hash.
+pub fn add_signature(path: &Path, sign: impl FnOnce(&str) -> Vec<u8>) -> Result<String, ReadError> {
+    if path.is_dir() {
+        let loaded = read_bundle(path)?;
+        let p = path.join(SIGNATURE_FILE);
+        std::fs::write(&p, sign(&loaded.hash)).map_err(io_err(&p))?;
+        return Ok(loaded.hash);
+    }
+    let file = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut files = archive_files(file)?;
+    let loaded = verify(&mut files.clone(), true)?;
+    files.insert(SIGNATURE_FILE.to_string(), sign(&loaded.hash));
+    let bytes = tar_of(&files).map_err(io_err(path))?;
+    write_file(path, &bytes).map_err(io_err(path))?;
+    Ok(loaded.hash)
 }
 
 /// Is `p` a safe bundle-relative path: relative, only normal components, `/`-separated.
@@ -190,6 +258,7 @@ fn verify(files: &mut BTreeMap<String, Vec<u8>>, strict: bool) -> Result<LoadedB
         .remove(BUNDLE_MANIFEST_FILE)
         .ok_or_else(|| ReadError::Missing(BUNDLE_MANIFEST_FILE.into()))?;
     let bundle = verify_and_parse(&json, &hash)?;
+    let signature = files.remove(SIGNATURE_FILE);
     let mut assets = BTreeMap::new();
     for a in &bundle.assets {
         if !asset_path_ok(&a.path) {
@@ -208,6 +277,7 @@ fn verify(files: &mut BTreeMap<String, Vec<u8>>, strict: bool) -> Result<LoadedB
         bundle,
         hash: hash.to_ascii_lowercase(),
         assets,
+        signature,
     })
 }
 
@@ -239,6 +309,13 @@ pub fn read_bundle(path: &Path) -> Result<LoadedBundle, ReadError> {
             }
             files.insert(a.path.clone(), std::fs::read(&p).map_err(io_err(&p))?);
         }
+        let sig = path.join(SIGNATURE_FILE);
+        if sig.is_file() {
+            files.insert(
+                SIGNATURE_FILE.to_string(),
+                std::fs::read(&sig).map_err(io_err(&sig))?,
+            );
+        }
         return verify(&mut files, false);
     }
     let file = std::fs::File::open(path).map_err(io_err(path))?;
@@ -247,6 +324,11 @@ pub fn read_bundle(path: &Path) -> Result<LoadedBundle, ReadError> {
 
 /// Read and verify a `.edetail` archive from any reader.
 pub fn read_archive(reader: impl Read) -> Result<LoadedBundle, ReadError> {
+    verify(&mut archive_files(reader)?, true)
+}
+
+/// The plain files of an archive by path (unsafe paths, links, duplicates refused).
+fn archive_files(reader: impl Read) -> Result<BTreeMap<String, Vec<u8>>, ReadError> {
     let mut archive = tar::Archive::new(reader);
     let mut files = BTreeMap::new();
     let here = Path::new("<archive>");
@@ -277,5 +359,5 @@ pub fn read_archive(reader: impl Read) -> Result<LoadedBundle, ReadError> {
             return Err(ReadError::Unexpected(format!("{raw_path} (twice)")));
         }
     }
-    verify(&mut files, true)
+    Ok(files)
 }

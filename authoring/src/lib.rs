@@ -82,8 +82,8 @@ pub mod synth;
 pub use compile::{CompileError, CompileOptions, Compiled, compile, compile_files};
 pub use diag::{Diagnostic, Severity, SourceFile, Span, render_human, render_json};
 pub use io::{
-    LoadedBundle, ReadError, archive_bytes, bundle_files, read_archive, read_bundle, write_archive,
-    write_bundle_dir,
+    LoadedBundle, ReadError, add_signature, archive_bytes, bundle_files, read_archive, read_bundle,
+    write_archive, write_archive_signed, write_bundle_dir, write_bundle_dir_signed,
 };
 
 /// Today's date in UTC as `YYYY-MM-DD` (from the system clock).

@@ -1,4 +1,5 @@
-//! Authors' commands: `new`, `check`, `build`.
+//! Authors' commands: `new`, `check`, `build`, and signing: `keygen`, `sign`
+//! (`build --sign-key` signs while building).
 //!
 //! Exit codes: 0 ok, 1 diagnostics with errors (or warnings with `--deny-warnings`),
 //! 2 usage or I/O error.
@@ -9,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use edetail_authoring::{CompileOptions, Compiled, compile, render_human};
+use edetail_format::signature::{SecretKey, crypto};
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -55,6 +57,28 @@ pub enum Command {
         /// Write a single-file `.edetail` archive instead of a directory.
         #[arg(long)]
         archive: bool,
+        /// Sign the bundle with this secret key file (from `edetail keygen`): writes
+        /// `bundle.sig`. Preview builds are not signed.
+        #[arg(long, env = "EDETAIL_SIGNING_KEY", value_name = "FILE")]
+        sign_key: Option<PathBuf>,
+    },
+    /// Create an ed25519 signing key pair: NAME.key (secret, mode 0600) and NAME.pub.
+    Keygen {
+        /// Folder to write the key files in.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Base name of the key files.
+        #[arg(long, default_value = "edetail-signing")]
+        name: String,
+    },
+    /// Sign an already-built bundle (directory or .edetail archive): verifies it, then
+    /// writes (or replaces) its `bundle.sig`.
+    Sign {
+        /// Bundle directory or .edetail archive.
+        bundle: PathBuf,
+        /// Secret key file (from `edetail keygen`).
+        #[arg(long, env = "EDETAIL_SIGNING_KEY", value_name = "FILE")]
+        key: PathBuf,
     },
 }
 
@@ -84,8 +108,79 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
             check,
             out,
             archive,
-        } => build(&check, &out, archive),
+            sign_key,
+        } => {
+            let key = sign_key.as_deref().map(read_secret_key).transpose()?;
+            build(&check, &out, archive, key.as_ref())
+        }
+        Command::Keygen { out, name } => keygen(&out, &name),
+        Command::Sign { bundle, key } => {
+            let key = read_secret_key(&key)?;
+            let hash =
+                edetail_authoring::add_signature(&bundle, |h| crypto::sign(&key, h).to_json())
+                    .with_context(|| format!("signing {}", bundle.display()))?;
+            println!("signed: {}", bundle.display());
+            println!("hash:   {hash}");
+            println!("key id: {}", key.public_key().key_id());
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// Read a secret key file (`ed25519-secret:...`).
+pub fn read_secret_key(path: &Path) -> anyhow::Result<SecretKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading signing key {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path)
+            && m.permissions().mode() & 0o077 != 0
+        {
+            eprintln!(
+                "warning: signing key {} is readable by others (chmod 600 it)",
+                path.display()
+            );
+        }
+    }
+    SecretKey::parse(&text).with_context(|| format!("signing key {}", path.display()))
+}
+
+fn keygen(out: &Path, name: &str) -> anyhow::Result<ExitCode> {
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        anyhow::bail!("--name must be a plain file name");
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let key = SecretKey::generate()?;
+    let public = key.public_key();
+    let key_path = out.join(format!("{name}.key"));
+    let pub_path = out.join(format!("{name}.pub"));
+    let mut o = std::fs::OpenOptions::new();
+    // Never overwrite a key: losing it would orphan every bundle it signed.
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    {
+        use std::io::Write;
+        let mut f = o
+            .open(&key_path)
+            .with_context(|| format!("creating {} (it must not exist)", key_path.display()))?;
+        writeln!(f, "{}", key.to_text())
+            .with_context(|| format!("writing {}", key_path.display()))?;
+    }
+    std::fs::write(&pub_path, format!("{public}\n"))
+        .with_context(|| format!("writing {}", pub_path.display()))?;
+    println!("secret key: {} (keep it private)", key_path.display());
+    println!("public key: {} ({})", pub_path.display(), public);
+    println!("key id:     {}", public.key_id());
+    println!(
+        "trust it on the server: edetail serve --trusted-keys {}",
+        pub_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn new(dir: &Path) -> anyhow::Result<ExitCode> {
@@ -161,12 +256,22 @@ fn report(args: &CheckArgs, c: &Compiled, built: Option<(&Path, &str)>) -> ExitC
     }
 }
 
-fn build(args: &CheckArgs, out: &Path, archive: bool) -> anyhow::Result<ExitCode> {
+fn build(
+    args: &CheckArgs,
+    out: &Path,
+    archive: bool,
+    key: Option<&SecretKey>,
+) -> anyhow::Result<ExitCode> {
     let compiled = compile_deck(args)?;
     let bundle = match &compiled.bundle {
         Some(b) if !failed(args, &compiled) => b,
         _ => return Ok(report(args, &compiled, None)),
     };
+    // Preview bundles are never signed: they cannot be published, and the player
+    // presents them (marked as previews) without a signature.
+    let preview = bundle.preview;
+    let key = key.filter(|_| !preview);
+    let sign = |hash: &str| key.map(|k| crypto::sign(k, hash).to_json());
     let (path, hash) = if archive {
         let file = if out.extension().is_some_and(|e| e == "edetail") {
             out.to_path_buf()
@@ -176,13 +281,21 @@ fn build(args: &CheckArgs, out: &Path, archive: bool) -> anyhow::Result<ExitCode
                 bundle.deck.id, bundle.deck.version
             ))
         };
-        let hash = edetail_authoring::write_archive(bundle, &compiled.assets, &file)
+        let hash = edetail_authoring::write_archive_signed(bundle, &compiled.assets, &file, sign)
             .with_context(|| format!("writing {}", file.display()))?;
         (file, hash)
     } else {
-        let hash = edetail_authoring::write_bundle_dir(bundle, &compiled.assets, out)
+        let hash = edetail_authoring::write_bundle_dir_signed(bundle, &compiled.assets, out, sign)
             .with_context(|| format!("writing {}", out.display()))?;
         (out.to_path_buf(), hash)
     };
-    Ok(report(args, &compiled, Some((&path, &hash))))
+    let code = report(args, &compiled, Some((&path, &hash)));
+    if args.format == Format::Human {
+        match key {
+            Some(k) => println!("signed: key {}", k.public_key().key_id()),
+            None if preview => println!("signed: no (preview build)"),
+            None => println!("signed: no (publishing needs a signature: `edetail sign`)"),
+        }
+    }
+    Ok(code)
 }
