@@ -185,6 +185,16 @@ fn main() {
         retries.load(Ordering::Relaxed),
         rss_peak.load(Ordering::Relaxed) / 1024
     );
+    // CPU time of the server's threads during ingest, by thread name (user + system;
+    // less sensitive to the machine's load than wall-clock throughput).
+    let cpu = thread_cpu(pid);
+    let mut line = String::from("server CPU per event:");
+    let mut total = 0.0;
+    for (name, secs) in &cpu {
+        total += secs;
+        line.push_str(&format!(" {name} {:.1} us;", secs * 1e6 / events as f64));
+    }
+    println!("{line} total {:.1} us", total * 1e6 / events as f64);
     let st = ac.stats().expect("stats");
     println!(
         "stored: {} events, {} rollup rows",
@@ -245,6 +255,32 @@ fn main() {
             ])
             .status();
     }
+}
+
+/// CPU seconds (utime + stime) of each thread of `pid`, summed by thread name.
+fn thread_cpu(pid: u32) -> Vec<(String, f64)> {
+    let tick = 100.0; // USER_HZ on Linux
+    let mut by: std::collections::BTreeMap<String, f64> = Default::default();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return vec![];
+    };
+    for t in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        // comm is in parentheses and may contain spaces; fields follow the last ')'.
+        let (Some(a), Some(b)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[a + 1..b].to_string();
+        let f: Vec<&str> = stat[b + 2..].split_whitespace().collect();
+        let ut: f64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0.0);
+        let st: f64 = f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0.0);
+        // Group tokio workers and blocking threads under one name each.
+        let key = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-');
+        *by.entry(key.to_string()).or_default() += (ut + st) / tick;
+    }
+    by.into_iter().filter(|(_, s)| *s > 0.0).collect()
 }
 
 fn rss_kb(pid: u32) -> u64 {

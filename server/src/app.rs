@@ -229,12 +229,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/insights/deck", get(api_deck))
         .route("/api/v1/export/clickstream.csv", get(export_clickstream))
         .route("/api/v1/admin/stats", get(stats))
+        .route("/api/v1/audit", get(crate::audit::list))
         .route("/bundles/{hash}/bundle.json", get(bundle_json))
         .route("/bundles/{hash}/bundle.sha256", get(bundle_sha256))
         .route("/bundles/{hash}/bundle.sig", get(bundle_sig))
         .route("/bundles/{hash}/assets/{file}", get(bundle_asset))
         .merge(crate::dashboard::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::audit::record,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth_rate_limit,
@@ -983,6 +988,9 @@ pub async fn prepare(
         auth_limiter: auth::FailureLimiter::new(cfg.auth_failures_per_minute),
         trusted_keys: cfg.trusted_keys.clone(),
     });
+    if let Some(days) = cfg.retention_days {
+        crate::retention::spawn(state.store.clone(), days);
+    }
     if cfg.trusted_keys.is_empty() {
         tracing::warn!(
             "no trusted signing keys configured (--trusted-keys / EDETAIL_TRUSTED_KEYS / trusted_keys): publishing is refused"

@@ -261,6 +261,11 @@ impl Client {
         self.json("GET", "/api/v1/admin/stats", None)
     }
 
+    /// The newest `limit` rows of the audit log of admin actions, newest first.
+    pub fn audit(&self, limit: i64) -> Result<Vec<crate::storage::AuditEntry>, ClientError> {
+        self.json("GET", &format!("/api/v1/audit?limit={limit}"), None)
+    }
+
     /// Send one ingest batch (JSON body, optionally gzip-compressed here).
     pub fn send_batch(
         &self,

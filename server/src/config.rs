@@ -50,6 +50,9 @@ pub struct ServeArgs {
     /// (`#` comments allowed). Publishing is refused while no key is trusted.
     #[arg(long, env = "EDETAIL_TRUSTED_KEYS", value_name = "FILE")]
     pub trusted_keys: Option<PathBuf>,
+    /// Delete raw events older than this many days (rollups are kept); default: keep all.
+    #[arg(long, env = "EDETAIL_RETENTION_DAYS")]
+    pub retention_days: Option<u32>,
 }
 
 /// The TOML file's keys (all optional), same names as the flags with `_`.
@@ -71,6 +74,7 @@ pub struct FileConfig {
     pub trusted_keys: Option<Vec<String>>,
     /// A trusted-keys file (one key per line).
     pub trusted_keys_file: Option<PathBuf>,
+    pub retention_days: Option<u32>,
 }
 
 /// Resolved configuration.
@@ -90,6 +94,8 @@ pub struct Config {
     pub auth_failures_per_minute: u32,
     /// Public keys whose bundle signatures publish accepts (none: publish refuses).
     pub trusted_keys: Vec<PublicKey>,
+    /// Raw events older than this many days are deleted (rollups kept); None keeps all.
+    pub retention_days: Option<u32>,
 }
 
 impl Config {
@@ -112,6 +118,7 @@ impl Config {
             max_concurrent_batches: 256,
             auth_failures_per_minute: 20,
             trusted_keys: vec![crate::bundles::test_public_key()],
+            retention_days: None,
         }
     }
 }
@@ -210,6 +217,7 @@ impl ServeArgs {
                 .auth_failures_per_minute
                 .or(file.auth_failures_per_minute)
                 .unwrap_or(20),
+            retention_days: self.retention_days.or(file.retention_days),
         })
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod bundles;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod dashboard;
 pub mod directory;
 pub mod ingest;
 pub mod insights;
+pub mod retention;
 pub mod rollup;
 pub mod storage;
 pub mod util;

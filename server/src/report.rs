@@ -70,6 +70,27 @@ pub fn overview_sections(o: &Overview) -> Vec<Section> {
     ]
 }
 
+/// The audit log as one section (time in UTC, newest first as given).
+pub fn audit_sections(rows: &[crate::storage::AuditEntry]) -> Vec<Section> {
+    vec![Section {
+        name: "audit",
+        headers: vec!["id", "time", "action", "actor", "target", "outcome"],
+        rows: rows
+            .iter()
+            .map(|a| {
+                vec![
+                    a.id.to_string(),
+                    crate::util::iso_datetime(a.at),
+                    a.action.clone(),
+                    a.actor.clone(),
+                    a.target.clone(),
+                    a.outcome.clone(),
+                ]
+            })
+            .collect(),
+    }]
+}
+
 pub fn deck_sections(r: &DeckReport) -> Vec<Section> {
     vec![
         Section {

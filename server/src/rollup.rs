@@ -1,14 +1,16 @@
 //! Insight rollups: what each stored event adds to the aggregate tables.
 //!
-//! The rollup table is keyed by (metric, deck, version, day, channel, territory,
-//! specialty, region, institution, segment, k1, k2) and holds a count `n` and a sum
-//! `s`. Every delta is written at two grains: grain 0 with territory and the physician
-//! dimensions collapsed to `*` (small; answers queries that do not filter by territory,
-//! specialty, region, institution or segment) and grain 1 with them (answers those
-//! filters). Distinct physician reach lives in a separate `reach` table (one row per
-//! physician, deck version, day and dimensions, written at session start) because
-//! distinct counts cannot be summed; `reach_total` (deck, version, channel, physician)
-//! answers reach queries without day, territory or physician-dimension filters quickly.
+//! A rollup row is keyed by a key (metric, deck, version, k1, k2), a cohort (grain,
+//! channel, territory, specialty, region, institution, segment) and a day, and holds a
+//! count `n` and a sum `s`. Stores intern keys and cohorts into integer ids (SQLite
+//! keys its rollup table by three integers). Every delta is written for two cohorts:
+//! grain 0 with territory and the physician dimensions collapsed to `*` (small; answers
+//! queries that do not filter by territory, specialty, region, institution or segment)
+//! and grain 1 with them (answers those filters). Distinct physician reach lives in a
+//! separate `reach` table (one row per physician, deck version, grain-1 cohort and day,
+//! written at session start) because distinct counts cannot be summed; `reach_total`
+//! (deck, version, channel, physician) answers reach queries without day, territory or
+//! physician-dimension filters quickly.
 //!
 //! Session-level rollups (slides reached per session for drop-off, the path followed
 //! and whether the call had a positive reaction) are computed when a `session_end`
@@ -29,7 +31,7 @@
 //! - `sess_end` (- / -; ended sessions), `sess_slide` (slide / -; ended sessions that
 //!   viewed the slide), `path` (first slides in order joined by ` > ` / `pos`|`other`)
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use edetail_format::EventKind;
 
@@ -59,12 +61,22 @@ pub fn bucket_bounds(i: usize) -> (i64, i64) {
     (lo, hi)
 }
 
+/// The non-dimension part of a rollup key: what is counted (metric, k1, k2) for which
+/// deck version. Stores intern it into an integer id.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RollupKey {
-    pub metric: &'static str,
+pub struct KeyDims {
+    pub metric: String,
     pub deck: String,
     pub version: String,
-    pub day: i32,
+    pub k1: String,
+    pub k2: String,
+}
+
+/// The dimensions a rollup row is counted under (a "cohort"). Grain 0 keeps only the
+/// channel (territory and physician dimensions are `*`); grain 1 keeps all of them.
+/// Stores intern it into an integer id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cohort {
     pub grain: i32,
     pub channel: String,
     pub territory: String,
@@ -72,31 +84,28 @@ pub struct RollupKey {
     pub region: String,
     pub institution: String,
     pub segment: String,
-    pub k1: String,
-    pub k2: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ReachKey {
-    pub deck: String,
-    pub version: String,
-    pub day: i32,
-    pub channel: String,
-    pub territory: String,
-    pub specialty: String,
-    pub region: String,
-    pub institution: String,
-    pub segment: String,
-    pub hcp: String,
-}
-
+/// Rollup deltas with their keys and cohorts interned locally (indices into
+/// [`Deltas::keys`] and [`Deltas::cohorts`]), so accumulating a delta costs two hash
+/// lookups of a reused buffer and no allocation once the key has been seen.
 #[derive(Debug, Default)]
 pub struct Deltas {
-    pub rollup: BTreeMap<RollupKey, (i64, i64)>,
-    pub reach: BTreeSet<ReachKey>,
+    pub keys: Vec<KeyDims>,
+    key_ix: HashMap<String, u32>,
+    pub cohorts: Vec<Cohort>,
+    cohort_ix: HashMap<String, u32>,
+    /// (key index, cohort index, day) -> (n, s).
+    pub rollup: HashMap<(u32, u32, i32), (i64, i64)>,
+    /// (key index of the `reach` pseudo-metric for the deck version, grain-1 cohort
+    /// index, day, hcp): one row per physician reached.
+    pub reach: BTreeSet<(u32, u32, i32, String)>,
     /// (deck, version, channel, hcp): reach without day or dimension filters.
     pub reach_total: BTreeSet<(String, String, String, String)>,
+    buf: String,
 }
+
+const SEP: char = '\u{1f}';
 
 /// What a store must look up before [`compute`]: the HCP directory rows of these
 /// physicians and the stored events of these (ended) sessions.
@@ -127,7 +136,8 @@ pub fn normalise_question(t: &str) -> String {
 
 struct Ctx<'a> {
     row: &'a EventRow,
-    hcp: Option<&'a HcpRecord>,
+    /// Cohort indices at grain 0 and grain 1.
+    coh: [u32; 2],
     day: i32,
 }
 
@@ -135,12 +145,24 @@ impl Deltas {
     /// Add another set of deltas to this one (the deltas of several batches committed
     /// in one transaction are written as one upsert per distinct key).
     pub fn merge(&mut self, other: Deltas) {
-        for (k, (n, s)) in other.rollup {
-            let e = self.rollup.entry(k).or_insert((0, 0));
+        let kmap: Vec<u32> = other.keys.iter().map(|k| self.intern_key(k)).collect();
+        let cmap: Vec<u32> = other
+            .cohorts
+            .iter()
+            .map(|c| self.intern_cohort(c))
+            .collect();
+        for ((k, c, day), (n, s)) in other.rollup {
+            let e = self
+                .rollup
+                .entry((kmap[k as usize], cmap[c as usize], day))
+                .or_insert((0, 0));
             e.0 += n;
             e.1 += s;
         }
-        self.reach.extend(other.reach);
+        for (k, c, day, h) in other.reach {
+            self.reach
+                .insert((kmap[k as usize], cmap[c as usize], day, h));
+        }
         self.reach_total.extend(other.reach_total);
     }
 
@@ -148,43 +170,67 @@ impl Deltas {
         self.rollup.is_empty() && self.reach.is_empty() && self.reach_total.is_empty()
     }
 
+    fn intern_key(&mut self, k: &KeyDims) -> u32 {
+        self.key_id(&k.metric, &k.deck, &k.version, &k.k1, &k.k2)
+    }
+
+    fn intern_cohort(&mut self, c: &Cohort) -> u32 {
+        self.buf.clear();
+        for (i, p) in [
+            &c.channel,
+            &c.territory,
+            &c.specialty,
+            &c.region,
+            &c.institution,
+            &c.segment,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if i > 0 {
+                self.buf.push(SEP);
+            }
+            self.buf.push_str(p);
+        }
+        self.buf.push(SEP);
+        self.buf.push(if c.grain == 0 { '0' } else { '1' });
+        if let Some(i) = self.cohort_ix.get(self.buf.as_str()) {
+            return *i;
+        }
+        let i = self.cohorts.len() as u32;
+        self.cohorts.push(c.clone());
+        self.cohort_ix.insert(self.buf.clone(), i);
+        i
+    }
+
+    fn key_id(&mut self, metric: &str, deck: &str, version: &str, k1: &str, k2: &str) -> u32 {
+        self.buf.clear();
+        for (i, p) in [metric, deck, version, k1, k2].into_iter().enumerate() {
+            if i > 0 {
+                self.buf.push(SEP);
+            }
+            self.buf.push_str(p);
+        }
+        if let Some(i) = self.key_ix.get(self.buf.as_str()) {
+            return *i;
+        }
+        let i = self.keys.len() as u32;
+        self.keys.push(KeyDims {
+            metric: metric.to_string(),
+            deck: deck.to_string(),
+            version: version.to_string(),
+            k1: k1.to_string(),
+            k2: k2.to_string(),
+        });
+        self.key_ix.insert(self.buf.clone(), i);
+        i
+    }
+
     fn add(&mut self, c: &Ctx<'_>, metric: &'static str, k1: &str, k2: &str, n: i64, s: i64) {
         let r = c.row;
-        let unknown = String::new();
-        for grain in [0, 1] {
-            let (sp, rg, ins, sg) = if grain == 0 {
-                ("*", "*", "*", "*")
-            } else {
-                match c.hcp {
-                    Some(h) => (
-                        h.specialty.as_str(),
-                        h.region.as_str(),
-                        h.institution.as_str(),
-                        h.segment.as_str(),
-                    ),
-                    None => (unknown.as_str(), "", "", ""),
-                }
-            };
-            let key = RollupKey {
-                metric,
-                deck: r.deck_id.clone(),
-                version: r.deck_version.clone(),
-                day: c.day,
-                grain,
-                channel: r.channel.to_string(),
-                territory: if grain == 0 {
-                    "*".to_string()
-                } else {
-                    r.territory.clone().unwrap_or_default()
-                },
-                specialty: sp.to_string(),
-                region: rg.to_string(),
-                institution: ins.to_string(),
-                segment: sg.to_string(),
-                k1: k1.to_string(),
-                k2: k2.to_string(),
-            };
-            let e = self.rollup.entry(key).or_insert((0, 0));
+        let k = self.key_id(metric, &r.deck_id, &r.deck_version, k1, k2);
+        for coh in c.coh {
+            let e = self.rollup.entry((k, coh, c.day)).or_insert((0, 0));
             e.0 += n;
             e.1 += s;
         }
@@ -193,26 +239,39 @@ impl Deltas {
     fn reach(&mut self, c: &Ctx<'_>) {
         let r = c.row;
         let Some(hcp) = &r.hcp else { return };
-        let d = c.hcp.cloned().unwrap_or_default();
         self.reach_total.insert((
             r.deck_id.clone(),
             r.deck_version.clone(),
             r.channel.to_string(),
             hcp.clone(),
         ));
-        self.reach.insert(ReachKey {
-            deck: r.deck_id.clone(),
-            version: r.deck_version.clone(),
-            day: c.day,
-            channel: r.channel.to_string(),
-            territory: r.territory.clone().unwrap_or_default(),
-            specialty: d.specialty,
-            region: d.region,
-            institution: d.institution,
-            segment: d.segment,
-            hcp: hcp.clone(),
-        });
+        let k = self.key_id("reach", &r.deck_id, &r.deck_version, "", "");
+        self.reach.insert((k, c.coh[1], c.day, hcp.clone()));
     }
+}
+
+/// The grain-0 and grain-1 cohorts of an event.
+pub fn cohorts_of(row: &EventRow, hcp: Option<&HcpRecord>) -> [Cohort; 2] {
+    let coarse = Cohort {
+        grain: 0,
+        channel: row.channel.to_string(),
+        territory: "*".into(),
+        specialty: "*".into(),
+        region: "*".into(),
+        institution: "*".into(),
+        segment: "*".into(),
+    };
+    let d = hcp.cloned().unwrap_or_default();
+    let fine = Cohort {
+        grain: 1,
+        channel: row.channel.to_string(),
+        territory: row.territory.clone().unwrap_or_default(),
+        specialty: d.specialty,
+        region: d.region,
+        institution: d.institution,
+        segment: d.segment,
+    };
+    [coarse, fine]
 }
 
 /// The rollup deltas of newly stored, non-preview events.
@@ -226,9 +285,10 @@ pub fn compute(
         if row.preview {
             continue;
         }
+        let [coarse, fine] = cohorts_of(row, row.hcp.as_ref().and_then(|h| hcps.get(h)));
         let c = Ctx {
             row,
-            hcp: row.hcp.as_ref().and_then(|h| hcps.get(h)),
+            coh: [d.intern_cohort(&coarse), d.intern_cohort(&fine)],
             day: day_of_ms(row.corrected_time),
         };
         let slide = row.slide_id.as_deref().unwrap_or("");

@@ -254,6 +254,22 @@ pub struct Stats {
     pub hcps: i64,
 }
 
+/// One row of the audit log of admin actions. `actor` is the token id (never its
+/// secret); `target` names what was acted on (deck and version, token id, row count),
+/// never a physician in clear.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    /// Milliseconds since the epoch (server clock).
+    pub at: i64,
+    /// `publish`, `retire`, `token_create`, `token_revoke`, `hcp_import`, `share_create`.
+    pub action: String,
+    pub actor: String,
+    pub target: String,
+    /// `ok`, or `error: <reason>`.
+    pub outcome: String,
+}
+
 /// Everything the server stores. Implementations must make [`Store::ingest`]
 /// idempotent by event id across restarts and processes, and durable before it returns.
 pub trait Store: Send + Sync + 'static {
@@ -281,7 +297,24 @@ pub trait Store: Send + Sync + 'static {
     /// How many of `ids` are stored (each id counts at most once).
     fn count_ids(&self, ids: Vec<[u8; 16]>) -> StoreFuture<'_, i64>;
     fn stats(&self) -> StoreFuture<'_, Stats>;
+    /// Append one audit-log row (`id` is assigned by the store).
+    fn audit(&self, e: AuditEntry) -> StoreFuture<'_, ()>;
+    /// The newest `limit` audit rows, newest first.
+    fn audit_log(&self, limit: i64) -> StoreFuture<'_, Vec<AuditEntry>>;
+    /// Retention: delete raw events whose `corrected_time` is before `before_ms` and
+    /// whose session has a stored `session_end` (its session rollups are computed), and
+    /// events before `unended_before_ms` whatever their session. Rollups are kept.
+    /// Works in bounded chunks so ingest is not stalled; returns the number deleted.
+    fn purge_events(&self, before_ms: i64, unended_before_ms: i64) -> StoreFuture<'_, u64>;
 }
+
+/// Rows deleted per retention chunk (one short write transaction each).
+pub(crate) const PURGE_CHUNK: i64 = 5_000;
+
+/// The WHERE clause selecting purgeable events (`e` is the events table; `?1` the
+/// cutoff for ended sessions, `?2` the cutoff for any event).
+pub(crate) const PURGE_WHERE: &str = "e.corrected_time < ?1 AND (e.corrected_time < ?2 OR EXISTS (
+  SELECT 1 FROM events x WHERE x.session_id = e.session_id AND x.type = 'session_end'))";
 
 /// A bound SQL parameter (both backends).
 #[derive(Debug, Clone)]

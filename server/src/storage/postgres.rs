@@ -66,10 +66,85 @@ INSERT INTO reach_total SELECT DISTINCT deck, version, channel, hcp FROM reach
   ON CONFLICT DO NOTHING;
 "#,
     ),
+    (
+        3,
+        r#"
+CREATE TABLE audit (
+  id BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL, action TEXT NOT NULL, actor TEXT NOT NULL,
+  target TEXT NOT NULL, outcome TEXT NOT NULL);
+CREATE INDEX events_time ON events (corrected_time);
+"#,
+    ),
 ];
 
 pub struct PgStore {
     pool: Pool,
+    /// Ingest batches go to one writer task that commits the batches waiting at the
+    /// same time in one transaction (group commit): concurrent batches then no longer
+    /// queue on the row locks of the same hot rollup rows, and their deltas are merged.
+    ingest_tx: tokio::sync::mpsc::UnboundedSender<PgJob>,
+}
+
+type PgJob = (
+    Vec<EventRow>,
+    tokio::sync::oneshot::Sender<Result<Vec<bool>, StoreError>>,
+);
+
+/// Largest number of ingest batches committed in one PostgreSQL transaction.
+const PG_GROUP_MAX: usize = 32;
+
+async fn pg_writer(pool: Pool, mut rx: tokio::sync::mpsc::UnboundedReceiver<PgJob>) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < PG_GROUP_MAX {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let all: Vec<&EventRow> = jobs.iter().flat_map(|(rows, _)| rows.iter()).collect();
+        match ingest_with_retry(&pool, &all).await {
+            Ok(flags) => {
+                let mut it = flags.into_iter();
+                for (rows, tx) in jobs {
+                    let f: Vec<bool> = it.by_ref().take(rows.len()).collect();
+                    let _ = tx.send(Ok(f));
+                }
+            }
+            Err(e) if jobs.len() == 1 => {
+                if let Some((_, tx)) = jobs.pop() {
+                    let _ = tx.send(Err(e));
+                }
+            }
+            Err(_) => {
+                // One batch may be what the database refuses: commit each on its own so
+                // the others are not failed with it.
+                for (rows, tx) in jobs {
+                    let r: Vec<&EventRow> = rows.iter().collect();
+                    let _ = tx.send(ingest_with_retry(&pool, &r).await);
+                }
+            }
+        }
+    }
+}
+
+async fn ingest_with_retry(pool: &Pool, rows: &[&EventRow]) -> Result<Vec<bool>, StoreError> {
+    let mut attempt = 0;
+    let mut c = pool.get().await.map_err(unavailable)?;
+    loop {
+        match PgStore::ingest_once(&mut c, rows).await {
+            Ok(f) => return Ok(f),
+            Err(e) if is_retryable(&e) && attempt < 5 => {
+                attempt += 1;
+                tracing::debug!(attempt, "retrying ingest after {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
+            }
+            Err(e) if e.is_closed() || e.code().is_none() => {
+                return Err(StoreError::Unavailable(e.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 fn unavailable<E: std::fmt::Display>(e: E) -> StoreError {
@@ -145,7 +220,9 @@ impl PgStore {
             .max_size(16)
             .build()
             .map_err(unavailable)?;
-        let store = PgStore { pool };
+        let (ingest_tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(pg_writer(pool.clone(), rx));
+        let store = PgStore { pool, ingest_tx };
         store.migrate().await?;
         Ok(store)
     }
@@ -215,7 +292,7 @@ impl PgStore {
 
     async fn ingest_once(
         c: &mut deadpool_postgres::Object,
-        rows: &[EventRow],
+        rows: &[&EventRow],
     ) -> Result<Vec<bool>, tokio_postgres::Error> {
         let tx = c.transaction().await?;
         let ids: Vec<&[u8]> = rows.iter().map(|r| &r.id[..]).collect();
@@ -261,12 +338,14 @@ impl PgStore {
         for r in inserted {
             new_ids.insert(r.try_get::<_, Vec<u8>>(0)?);
         }
-        let flags: Vec<bool> = rows.iter().map(|r| new_ids.contains(&r.id[..])).collect();
+        // An id repeated across the batches of a group is inserted once: the first row
+        // claims it, later ones are duplicates.
+        let flags: Vec<bool> = rows.iter().map(|r| new_ids.remove(&r.id[..])).collect();
         let fresh: Vec<&EventRow> = rows
             .iter()
             .zip(&flags)
             .filter(|(r, f)| **f && !r.preview)
-            .map(|(r, _)| r)
+            .map(|(r, _)| *r)
             .collect();
         if !fresh.is_empty() {
             let (hcp_ids, session_ids) = rollup::needs(&fresh);
@@ -310,28 +389,38 @@ impl PgStore {
             }
             let d = rollup::compute(&fresh, &hcps, &sessions);
             if !d.rollup.is_empty() {
+                // Expanded to text keys and sorted, so concurrent transactions (other
+                // processes) take row locks in the same order.
+                let mut exp: Vec<(&rollup::KeyDims, &rollup::Cohort, i32, i64, i64)> = d
+                    .rollup
+                    .iter()
+                    .map(|((k, h, day), (n, s))| {
+                        (&d.keys[*k as usize], &d.cohorts[*h as usize], *day, *n, *s)
+                    })
+                    .collect();
+                exp.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
                 let mut cols: [Vec<&str>; 10] = Default::default();
                 let mut grain = Vec::new();
                 let mut day = Vec::new();
                 let mut n = Vec::new();
                 let mut s = Vec::new();
-                for (k, (kn, ks)) in &d.rollup {
-                    cols[0].push(k.metric);
+                for (k, h, kd, kn, ks) in &exp {
+                    cols[0].push(&k.metric);
                     cols[1].push(&k.deck);
                     cols[2].push(&k.version);
-                    cols[3].push(&k.channel);
-                    cols[4].push(&k.territory);
-                    cols[5].push(&k.specialty);
-                    cols[6].push(&k.region);
-                    cols[7].push(&k.institution);
-                    cols[8].push(&k.segment);
+                    cols[3].push(&h.channel);
+                    cols[4].push(&h.territory);
+                    cols[5].push(&h.specialty);
+                    cols[6].push(&h.region);
+                    cols[7].push(&h.institution);
+                    cols[8].push(&h.segment);
                     cols[9].push(&k.k1);
-                    grain.push(i64::from(k.grain));
-                    day.push(i64::from(k.day));
+                    grain.push(i64::from(h.grain));
+                    day.push(i64::from(*kd));
                     n.push(*kn);
                     s.push(*ks);
                 }
-                let k2: Vec<&str> = d.rollup.keys().map(|k| k.k2.as_str()).collect();
+                let k2: Vec<&str> = exp.iter().map(|e| e.0.k2.as_str()).collect();
                 tx.execute(
                     "INSERT INTO rollup (metric, deck, version, channel, territory, specialty, region,
                        institution, segment, k1, grain, day, n, s, k2)
@@ -351,17 +440,18 @@ impl PgStore {
             if !d.reach.is_empty() {
                 let mut cols: [Vec<&str>; 9] = Default::default();
                 let mut day = Vec::new();
-                for k in &d.reach {
+                for (k, h, kd, hcp) in &d.reach {
+                    let (k, h) = (&d.keys[*k as usize], &d.cohorts[*h as usize]);
                     cols[0].push(&k.deck);
                     cols[1].push(&k.version);
-                    cols[2].push(&k.channel);
-                    cols[3].push(&k.territory);
-                    cols[4].push(&k.specialty);
-                    cols[5].push(&k.region);
-                    cols[6].push(&k.institution);
-                    cols[7].push(&k.segment);
-                    cols[8].push(&k.hcp);
-                    day.push(i64::from(k.day));
+                    cols[2].push(&h.channel);
+                    cols[3].push(&h.territory);
+                    cols[4].push(&h.specialty);
+                    cols[5].push(&h.region);
+                    cols[6].push(&h.institution);
+                    cols[7].push(&h.segment);
+                    cols[8].push(hcp);
+                    day.push(i64::from(*kd));
                 }
                 tx.execute(
                     "INSERT INTO reach (deck, version, channel, territory, specialty, region,
@@ -640,23 +730,14 @@ impl Store for PgStore {
     }
 
     fn ingest(&self, rows: Vec<EventRow>) -> StoreFuture<'_, Vec<bool>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = self.ingest_tx.send((rows, tx)).is_ok();
         Box::pin(async move {
-            let mut attempt = 0;
-            let mut c = self.client().await?;
-            loop {
-                match Self::ingest_once(&mut c, &rows).await {
-                    Ok(f) => return Ok(f),
-                    Err(e) if is_retryable(&e) && attempt < 5 => {
-                        attempt += 1;
-                        tracing::debug!(attempt, "retrying ingest after {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
-                    }
-                    Err(e) if e.is_closed() || e.code().is_none() => {
-                        return Err(StoreError::Unavailable(e.to_string()));
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+            if !sent {
+                return Err(StoreError::Unavailable("the ingest writer stopped".into()));
             }
+            rx.await
+                .map_err(|_| StoreError::Unavailable("the ingest writer stopped".into()))?
         })
     }
 
@@ -728,6 +809,60 @@ impl Store for PgStore {
                 .query_one("SELECT COUNT(*) FROM events WHERE id = ANY($1)", &[&v])
                 .await?;
             Ok(r.try_get(0)?)
+        })
+    }
+
+    fn audit(&self, e: AuditEntry) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            c.execute(
+                "INSERT INTO audit (at, action, actor, target, outcome) VALUES ($1,$2,$3,$4,$5)",
+                &[&e.at, &e.action, &e.actor, &e.target, &e.outcome],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn audit_log(&self, limit: i64) -> StoreFuture<'_, Vec<AuditEntry>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            let rows = c
+                .query(
+                    "SELECT id, at, action, actor, target, outcome FROM audit ORDER BY id DESC LIMIT $1",
+                    &[&limit],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(AuditEntry {
+                        id: r.try_get(0)?,
+                        at: r.try_get(1)?,
+                        action: r.try_get(2)?,
+                        actor: r.try_get(3)?,
+                        target: r.try_get(4)?,
+                        outcome: r.try_get(5)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn purge_events(&self, before_ms: i64, unended_before_ms: i64) -> StoreFuture<'_, u64> {
+        let sql = numbered(&format!(
+            "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE {} LIMIT {PURGE_CHUNK})",
+            PURGE_WHERE.replace("?1", "?").replace("?2", "?")
+        ));
+        Box::pin(async move {
+            let c = self.client().await?;
+            let mut total = 0u64;
+            loop {
+                let n = c.execute(&sql, &[&before_ms, &unended_before_ms]).await?;
+                total += n;
+                if (n as i64) < PURGE_CHUNK {
+                    return Ok(total);
+                }
+            }
         })
     }
 

@@ -65,6 +65,66 @@ CREATE TABLE reach_total (
 INSERT OR IGNORE INTO reach_total SELECT DISTINCT deck, version, channel, hcp FROM reach;
 "#,
     ),
+    (
+        3,
+        // Rollup keys interned: (metric, deck, version, k1, k2) into `rkey` ids and the
+        // dimension tuple (grain, channel, territory, specialty, region, institution,
+        // segment) into `cohort` ids, so rollup rows are keyed by three integers. The
+        // existing rollup and reach rows are carried over exactly (same sums).
+        r#"
+CREATE TABLE rkey (
+  id INTEGER PRIMARY KEY, metric TEXT NOT NULL, deck TEXT NOT NULL, version TEXT NOT NULL,
+  k1 TEXT NOT NULL, k2 TEXT NOT NULL, UNIQUE (metric, deck, version, k1, k2));
+CREATE TABLE cohort (
+  id INTEGER PRIMARY KEY, grain INTEGER NOT NULL, channel TEXT NOT NULL,
+  territory TEXT NOT NULL, specialty TEXT NOT NULL, region TEXT NOT NULL,
+  institution TEXT NOT NULL, segment TEXT NOT NULL,
+  UNIQUE (grain, channel, territory, specialty, region, institution, segment));
+INSERT OR IGNORE INTO rkey (metric, deck, version, k1, k2)
+  SELECT DISTINCT metric, deck, version, k1, k2 FROM rollup;
+INSERT OR IGNORE INTO rkey (metric, deck, version, k1, k2)
+  SELECT DISTINCT 'reach', deck, version, '', '' FROM reach;
+INSERT OR IGNORE INTO cohort (grain, channel, territory, specialty, region, institution, segment)
+  SELECT DISTINCT grain, channel, territory, specialty, region, institution, segment FROM rollup;
+INSERT OR IGNORE INTO cohort (grain, channel, territory, specialty, region, institution, segment)
+  SELECT DISTINCT 1, channel, territory, specialty, region, institution, segment FROM reach;
+CREATE TABLE rollup3 (
+  key INTEGER NOT NULL, cohort INTEGER NOT NULL, day INTEGER NOT NULL,
+  n INTEGER NOT NULL, s INTEGER NOT NULL,
+  PRIMARY KEY (key, cohort, day)) WITHOUT ROWID;
+INSERT INTO rollup3 (key, cohort, day, n, s)
+  SELECT k.id, c.id, r.day, SUM(r.n), SUM(r.s) FROM rollup r
+  JOIN rkey k ON k.metric = r.metric AND k.deck = r.deck AND k.version = r.version
+    AND k.k1 = r.k1 AND k.k2 = r.k2
+  JOIN cohort c ON c.grain = r.grain AND c.channel = r.channel AND c.territory = r.territory
+    AND c.specialty = r.specialty AND c.region = r.region AND c.institution = r.institution
+    AND c.segment = r.segment
+  GROUP BY k.id, c.id, r.day;
+DROP TABLE rollup;
+ALTER TABLE rollup3 RENAME TO rollup;
+CREATE TABLE reach3 (
+  dv INTEGER NOT NULL, cohort INTEGER NOT NULL, day INTEGER NOT NULL, hcp TEXT NOT NULL,
+  PRIMARY KEY (dv, cohort, day, hcp)) WITHOUT ROWID;
+INSERT OR IGNORE INTO reach3 (dv, cohort, day, hcp)
+  SELECT k.id, c.id, r.day, r.hcp FROM reach r
+  JOIN rkey k ON k.metric = 'reach' AND k.deck = r.deck AND k.version = r.version
+    AND k.k1 = '' AND k.k2 = ''
+  JOIN cohort c ON c.grain = 1 AND c.channel = r.channel AND c.territory = r.territory
+    AND c.specialty = r.specialty AND c.region = r.region AND c.institution = r.institution
+    AND c.segment = r.segment;
+DROP TABLE reach;
+ALTER TABLE reach3 RENAME TO reach;
+CREATE INDEX events_time ON events (corrected_time);
+"#,
+    ),
+    (
+        4,
+        r#"
+CREATE TABLE audit (
+  id INTEGER PRIMARY KEY, at INTEGER NOT NULL, action TEXT NOT NULL, actor TEXT NOT NULL,
+  target TEXT NOT NULL, outcome TEXT NOT NULL);
+"#,
+    ),
 ];
 
 type Finisher = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -224,7 +284,16 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The writer's cache of interned rollup key and cohort ids (valid only for committed
+/// transactions: cleared when a group fails to commit).
+#[derive(Default)]
+struct Interned {
+    keys: HashMap<rollup::KeyDims, i64>,
+    cohorts: HashMap<rollup::Cohort, i64>,
+}
+
 fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+    let mut interned = Interned::default();
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < GROUP_COMMIT_MAX {
@@ -259,11 +328,13 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
         let commit = if group.is_empty() {
             Ok(())
         } else {
-            write_deltas(&conn, &group).map_err(|e| e.to_string())
+            write_deltas(&conn, &group, &mut interned).map_err(|e| e.to_string())
         }
         .and_then(|()| conn.execute_batch("COMMIT").map_err(|e| e.to_string()));
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
+            // Ids interned in the rolled-back transaction no longer exist.
+            interned = Interned::default();
         }
         for f in fins {
             f(commit.clone());
@@ -401,51 +472,101 @@ fn ingest_events(
     Ok((flags, d))
 }
 
-/// One upsert per distinct rollup key, in key order.
-fn write_deltas(c: &Connection, d: &rollup::Deltas) -> Result<(), StoreError> {
+/// The database id of each interned key of `d` (inserting new ones).
+fn key_ids(
+    c: &Connection,
+    d: &rollup::Deltas,
+    cache: &mut Interned,
+) -> Result<(Vec<i64>, Vec<i64>), StoreError> {
+    let mut keys = Vec::with_capacity(d.keys.len());
+    for k in &d.keys {
+        if let Some(id) = cache.keys.get(k) {
+            keys.push(*id);
+            continue;
+        }
+        c.prepare_cached(
+            "INSERT INTO rkey (metric, deck, version, k1, k2) VALUES (?1,?2,?3,?4,?5)
+             ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![k.metric, k.deck, k.version, k.k1, k.k2])?;
+        let id: i64 = c
+            .prepare_cached(
+                "SELECT id FROM rkey WHERE metric = ?1 AND deck = ?2 AND version = ?3
+                 AND k1 = ?4 AND k2 = ?5",
+            )?
+            .query_row(params![k.metric, k.deck, k.version, k.k1, k.k2], |r| {
+                r.get(0)
+            })?;
+        cache.keys.insert(k.clone(), id);
+        keys.push(id);
+    }
+    let mut cohorts = Vec::with_capacity(d.cohorts.len());
+    for h in &d.cohorts {
+        if let Some(id) = cache.cohorts.get(h) {
+            cohorts.push(*id);
+            continue;
+        }
+        c.prepare_cached(
+            "INSERT INTO cohort (grain, channel, territory, specialty, region, institution,
+               segment) VALUES (?1,?2,?3,?4,?5,?6,?7) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            h.grain,
+            h.channel,
+            h.territory,
+            h.specialty,
+            h.region,
+            h.institution,
+            h.segment
+        ])?;
+        let id: i64 = c
+            .prepare_cached(
+                "SELECT id FROM cohort WHERE grain = ?1 AND channel = ?2 AND territory = ?3
+                 AND specialty = ?4 AND region = ?5 AND institution = ?6 AND segment = ?7",
+            )?
+            .query_row(
+                params![
+                    h.grain,
+                    h.channel,
+                    h.territory,
+                    h.specialty,
+                    h.region,
+                    h.institution,
+                    h.segment
+                ],
+                |r| r.get(0),
+            )?;
+        cache.cohorts.insert(h.clone(), id);
+        cohorts.push(id);
+    }
+    Ok((keys, cohorts))
+}
+
+/// One upsert per distinct (key, cohort, day), in primary-key order.
+fn write_deltas(
+    c: &Connection,
+    d: &rollup::Deltas,
+    cache: &mut Interned,
+) -> Result<(), StoreError> {
+    let (keys, cohorts) = key_ids(c, d, cache)?;
+    let mut rows: Vec<(i64, i64, i32, i64, i64)> = d
+        .rollup
+        .iter()
+        .map(|((k, h, day), (n, s))| (keys[*k as usize], cohorts[*h as usize], *day, *n, *s))
+        .collect();
+    rows.sort_unstable();
     let mut up = c.prepare_cached(
-        "INSERT INTO rollup (metric, deck, grain, day, version, channel, territory, specialty,
-           region, institution, segment, k1, k2, n, s)
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)
+        "INSERT INTO rollup (key, cohort, day, n, s) VALUES (?1,?2,?3,?4,?5)
          ON CONFLICT DO UPDATE SET n = n + excluded.n, s = s + excluded.s",
     )?;
-    for (k, (n, s)) in &d.rollup {
-        up.execute(params![
-            k.metric,
-            k.deck,
-            k.grain,
-            k.day,
-            k.version,
-            k.channel,
-            k.territory,
-            k.specialty,
-            k.region,
-            k.institution,
-            k.segment,
-            k.k1,
-            k.k2,
-            n,
-            s
-        ])?;
+    for (k, h, day, n, s) in rows {
+        up.execute(params![k, h, day, n, s])?;
     }
     let mut rq = c.prepare_cached(
-        "INSERT INTO reach (deck, version, day, channel, territory, specialty, region,
-           institution, segment, hcp) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)
-         ON CONFLICT DO NOTHING",
+        "INSERT INTO reach (dv, cohort, day, hcp) VALUES (?1,?2,?3,?4) ON CONFLICT DO NOTHING",
     )?;
-    for k in &d.reach {
-        rq.execute(params![
-            k.deck,
-            k.version,
-            k.day,
-            k.channel,
-            k.territory,
-            k.specialty,
-            k.region,
-            k.institution,
-            k.segment,
-            k.hcp
-        ])?;
+    for (k, h, day, hcp) in &d.reach {
+        rq.execute(params![keys[*k as usize], cohorts[*h as usize], day, hcp])?;
     }
     let mut rt = c.prepare_cached(
         "INSERT INTO reach_total (deck, version, channel, hcp) VALUES (?1,?2,?3,?4)
@@ -660,22 +781,13 @@ impl Store for SqliteStore {
         filter: &Filter,
         group: GroupBy,
     ) -> StoreFuture<'_, Vec<AggRow>> {
-        let (w, p) = filter_sql(Some(metric), filter, true);
-        let cols = group.columns();
+        let (sql, p) = rollup_sql(metric, filter, group);
         let arity = group.arity();
-        let sql = format!(
-            "SELECT {cols}, CAST(SUM(n) AS BIGINT), CAST(SUM(s) AS BIGINT) FROM rollup{w} GROUP BY {cols}"
-        );
         self.read(move |c| agg_query(c, &sql, &p, arity))
     }
 
     fn reach(&self, filter: &Filter, group: GroupBy) -> StoreFuture<'_, Vec<AggRow>> {
-        let (w, p) = filter_sql(None, filter, false);
-        let cols = match group {
-            GroupBy::K1 | GroupBy::K1K2 => "deck",
-            g => g.columns(),
-        };
-        let sql = format!("SELECT {cols}, COUNT(DISTINCT hcp), 0 FROM reach{w} GROUP BY {cols}");
+        let (sql, p) = reach_sql(filter, group);
         self.read(move |c| agg_query(c, &sql, &p, 1))
     }
 
@@ -716,6 +828,47 @@ impl Store for SqliteStore {
         })
     }
 
+    fn audit(&self, e: AuditEntry) -> StoreFuture<'_, ()> {
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO audit (at, action, actor, target, outcome) VALUES (?1,?2,?3,?4,?5)",
+            )?
+            .execute(params![e.at, e.action, e.actor, e.target, e.outcome])?;
+            Ok(())
+        })
+    }
+
+    fn audit_log(&self, limit: i64) -> StoreFuture<'_, Vec<AuditEntry>> {
+        self.read(move |c| {
+            let mut q = c.prepare_cached(
+                "SELECT id, at, action, actor, target, outcome FROM audit ORDER BY id DESC LIMIT ?1",
+            )?;
+            let rows = q
+                .query_map([limit], audit_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn purge_events(&self, before_ms: i64, unended_before_ms: i64) -> StoreFuture<'_, u64> {
+        let sql = format!(
+            "DELETE FROM events WHERE rowid IN (SELECT e.rowid FROM events e WHERE {PURGE_WHERE} LIMIT {PURGE_CHUNK})"
+        );
+        Box::pin(async move {
+            let mut total = 0u64;
+            loop {
+                let sql = sql.clone();
+                let n = self
+                    .write(move |c| Ok(c.execute(&sql, params![before_ms, unended_before_ms])?))
+                    .await?;
+                total += n as u64;
+                if (n as i64) < PURGE_CHUNK {
+                    return Ok(total);
+                }
+            }
+        })
+    }
+
     fn stats(&self) -> StoreFuture<'_, Stats> {
         self.read(|c| {
             let one =
@@ -729,6 +882,120 @@ impl Store for SqliteStore {
             })
         })
     }
+}
+
+/// `r.key IN (...) AND r.cohort IN (...) [AND r.day ...]` over the interned schema:
+/// the rollup primary key (key, cohort, day) is then read by seeks, never scanned.
+fn interned_where(metric: &str, f: &Filter, grain: i64, dv: &str) -> (String, Vec<Param>) {
+    let mut p = vec![Param::Text(metric.to_string())];
+    let mut k = String::from("SELECT id FROM rkey WHERE metric = ?");
+    for (col, v) in [("deck", &f.deck), ("version", &f.version)] {
+        if let Some(v) = v {
+            k.push_str(&format!(" AND {col} = ?"));
+            p.push(Param::Text(v.clone()));
+        }
+    }
+    let mut h = String::from("SELECT id FROM cohort WHERE grain = ?");
+    p.push(Param::Int(grain));
+    for (col, v) in [
+        ("channel", &f.channel),
+        ("territory", &f.territory),
+        ("specialty", &f.specialty),
+        ("region", &f.region),
+        ("institution", &f.institution),
+        ("segment", &f.segment),
+    ] {
+        if let Some(v) = v {
+            h.push_str(&format!(" AND {col} = ?"));
+            p.push(Param::Text(v.clone()));
+        }
+    }
+    let mut w = format!("r.{dv} IN ({k}) AND r.cohort IN ({h})");
+    if let Some(d) = f.from_day {
+        w.push_str(" AND r.day >= ?");
+        p.push(Param::Int(i64::from(d)));
+    }
+    if let Some(d) = f.to_day {
+        w.push_str(" AND r.day <= ?");
+        p.push(Param::Int(i64::from(d)));
+    }
+    (w, p)
+}
+
+/// A rollup query: sums per interned key (or cohort, or day) first, then grouped by the
+/// requested text columns.
+fn rollup_sql(metric: &str, f: &Filter, group: GroupBy) -> (String, Vec<Param>) {
+    let (w, p) = interned_where(metric, f, i64::from(f.needs_fine_grain()), "key");
+    let sql = match group {
+        GroupBy::Day => format!(
+            "SELECT CAST(r.day AS TEXT), SUM(r.n), SUM(r.s) FROM rollup r WHERE {w} GROUP BY r.day"
+        ),
+        GroupBy::Channel => format!(
+            "SELECT c.channel, SUM(x.n), SUM(x.s) FROM
+               (SELECT r.cohort AS cohort, SUM(r.n) AS n, SUM(r.s) AS s FROM rollup r
+                WHERE {w} GROUP BY r.cohort) x
+             JOIN cohort c ON c.id = x.cohort GROUP BY c.channel"
+        ),
+        g => {
+            let cols = match g {
+                GroupBy::Deck => "k.deck",
+                GroupBy::Version => "k.version",
+                GroupBy::K1 => "k.k1",
+                _ => "k.k1, k.k2",
+            };
+            format!(
+                "SELECT {cols}, SUM(x.n), SUM(x.s) FROM
+                   (SELECT r.key AS key, SUM(r.n) AS n, SUM(r.s) AS s FROM rollup r
+                    WHERE {w} GROUP BY r.key) x
+                 JOIN rkey k ON k.id = x.key GROUP BY {cols}"
+            )
+        }
+    };
+    (sql, p)
+}
+
+/// Distinct physicians reached: from `reach_total` when only deck, version and channel
+/// are filtered, else from `reach` (grain-1 cohorts, per day).
+fn reach_sql(f: &Filter, group: GroupBy) -> (String, Vec<Param>) {
+    let total_group = matches!(
+        group,
+        GroupBy::Deck | GroupBy::Version | GroupBy::Channel | GroupBy::K1 | GroupBy::K1K2
+    );
+    if f.reach_total_suffices() && total_group {
+        let (w, p) = filter_sql(None, f, false);
+        let cols = match group {
+            GroupBy::K1 | GroupBy::K1K2 => "deck",
+            g => g.columns(),
+        };
+        return (
+            format!("SELECT {cols}, COUNT(DISTINCT hcp), 0 FROM reach_total{w} GROUP BY {cols}"),
+            p,
+        );
+    }
+    let (w, p) = interned_where("reach", f, 1, "dv");
+    let (cols, join) = match group {
+        GroupBy::Day => ("CAST(r.day AS TEXT)", ""),
+        GroupBy::Channel => ("c.channel", " JOIN cohort c ON c.id = r.cohort"),
+        GroupBy::Version => ("k.version", " JOIN rkey k ON k.id = r.dv"),
+        _ => ("k.deck", " JOIN rkey k ON k.id = r.dv"),
+    };
+    (
+        format!(
+            "SELECT {cols}, COUNT(DISTINCT r.hcp), 0 FROM reach r{join} WHERE {w} GROUP BY {cols}"
+        ),
+        p,
+    )
+}
+
+fn audit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: r.get(0)?,
+        at: r.get(1)?,
+        action: r.get(2)?,
+        actor: r.get(3)?,
+        target: r.get(4)?,
+        outcome: r.get(5)?,
+    })
 }
 
 fn agg_query(
