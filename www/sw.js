@@ -24,8 +24,9 @@
  * - Messages: {type: "edetail-cache", urls: [...]} from a page caches those bundle files
  *   and assets (verified) now. The runtime sends the bundle URLs it fetched before this
  *   worker controlled it (first visit), so the deck opens offline from the next load.
- * - bundle.json / bundle.sha256: network-first (4 s timeout), cache fallback, so
- *   a deck opened once starts offline and a republished one is picked up online.
+ * - bundle.json / bundle.sha256 / bundle.sig and the app's trusted-keys.json:
+ *   network-first (4 s timeout), cache fallback, so a deck opened once starts offline
+ *   (signature checked) and a republished one is picked up online.
  * - Never touched: non-GET requests (event uploads), /api/ URLs, other cross-origin GETs.
  */
 'use strict';
@@ -39,7 +40,7 @@ const NETWORK_TIMEOUT_MS = 4000;
 const UPDATE_CHECK_EVERY_MS = 60 * 1000;
 
 const ASSET_RE = /\/assets\/[0-9a-f]{64}(\.[A-Za-z0-9]+)?$/;
-const BUNDLE_META_RE = /\/bundle\.(json|sha256)$/;
+const BUNDLE_META_RE = /\/(bundle\.(json|sha256|sig)|trusted-keys\.json)$/;
 
 let lastUpdateCheck = 0;
 let updating = null;

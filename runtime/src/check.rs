@@ -1,7 +1,10 @@
 //! Whether a fetched bundle may be presented: integrity (bundle hash, slide hashes,
-//! schema version) and the MLR approval window.
+//! schema version), the MLR approval window, and the signature (`bundle.sig` by a key
+//! of the app's `trusted-keys.json`; preview bundles skip it). The ed25519 check itself
+//! runs in the browser (WebCrypto, `web::load`); everything before it is here.
 
 use edetail_format::bundle::{Bundle, BundleError, WindowStatus, verify_and_parse};
+use edetail_format::signature::{SignatureError, TrustedKeysJson, VerifyRequest, check_claims};
 
 /// Why the player refuses to present (shown full-screen, localized).
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +26,50 @@ pub enum Refusal {
     LoadFailed(String),
     /// The link names no bundle.
     NoBundle,
+    /// A non-preview bundle without `bundle.sig`.
+    Unsigned(String),
+    /// Signed by a key the app does not trust (or the app trusts no key).
+    UntrustedSigner(String),
+    /// `bundle.sig` is malformed, signs another bundle, or does not verify (forged).
+    BadSignature(String),
+}
+
+impl From<SignatureError> for Refusal {
+    fn from(e: SignatureError) -> Self {
+        let msg = e.to_string();
+        match e {
+            SignatureError::Unsigned => Refusal::Unsigned(msg),
+            SignatureError::NoTrustedKeys
+            | SignatureError::UnknownKey(_)
+            | SignatureError::BadKey(_) => Refusal::UntrustedSigner(msg),
+            SignatureError::Malformed(_)
+            | SignatureError::WrongHash { .. }
+            | SignatureError::BadSignature(_) => Refusal::BadSignature(msg),
+        }
+    }
+}
+
+/// Whether `bundle` must carry a trusted signature: every bundle except previews
+/// (never signed; shown marked as previews).
+pub fn needs_signature(bundle: &Bundle) -> bool {
+    !bundle.preview
+}
+
+/// Everything before the ed25519 check: `sig` is `bundle.sig` (None: the server has
+/// none, HTTP 404), `trusted_keys` the bytes of `trusted-keys.json`. Returns the
+/// request for WebCrypto: its public key, message and signature.
+pub fn signature_claims(
+    hash: &str,
+    sig: Option<&[u8]>,
+    trusted_keys: &[u8],
+) -> Result<VerifyRequest, Refusal> {
+    let keys = TrustedKeysJson::parse(trusted_keys)?;
+    Ok(check_claims(sig, hash, &keys)?)
+}
+
+/// The refusal when WebCrypto reports that the signature does not verify.
+pub fn signature_failed(r: &VerifyRequest) -> Refusal {
+    SignatureError::BadSignature(r.public_key.key_id()).into()
 }
 
 impl From<BundleError> for Refusal {
@@ -144,6 +191,69 @@ mod tests {
             admit(junk, &sha256_hex(junk), "2026-06-01"),
             Err(Refusal::LoadFailed(_))
         ));
+    }
+
+    mod signatures {
+        use super::super::*;
+        use edetail_format::signature::{BundleSignature, PublicKey, signed_message};
+
+        const H: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+        fn keys(k: &[PublicKey]) -> Vec<u8> {
+            TrustedKeysJson::from_keys(k).to_json()
+        }
+
+        #[test]
+        fn preview_bundles_skip_the_check() {
+            let mut b = crate::testutil::bundle(&["a"], &[], &[]);
+            assert!(needs_signature(&b));
+            b.preview = true;
+            assert!(!needs_signature(&b));
+        }
+
+        #[test]
+        fn claims_give_webcrypto_its_inputs() {
+            let k = PublicKey([3u8; 32]);
+            let sig = BundleSignature::new(&k, H, &[9u8; 64]).to_json();
+            let r = signature_claims(H, Some(&sig), &keys(&[PublicKey([1u8; 32]), k])).unwrap();
+            assert_eq!(r.public_key, k);
+            assert_eq!(r.message, signed_message(H));
+            assert_eq!(r.message, format!("edetail-bundle-v1:{H}").into_bytes());
+            assert_eq!(r.signature, [9u8; 64]);
+            assert!(
+                matches!(signature_failed(&r), Refusal::BadSignature(m) if m.contains(&k.key_id()))
+            );
+        }
+
+        #[test]
+        fn refusals_by_cause() {
+            let k = PublicKey([3u8; 32]);
+            let sig = BundleSignature::new(&k, H, &[9u8; 64]).to_json();
+            assert!(matches!(
+                signature_claims(H, None, &keys(&[k])),
+                Err(Refusal::Unsigned(m)) if m.contains("not signed")
+            ));
+            assert!(matches!(
+                signature_claims(H, Some(&sig), &keys(&[PublicKey([4u8; 32])])),
+                Err(Refusal::UntrustedSigner(m)) if m.contains(&k.key_id())
+            ));
+            assert!(matches!(
+                signature_claims(H, Some(&sig), &keys(&[])),
+                Err(Refusal::UntrustedSigner(m)) if m.contains("no trusted")
+            ));
+            assert!(matches!(
+                signature_claims(H, Some(&sig), b"<html>404</html>"),
+                Err(Refusal::UntrustedSigner(_))
+            ));
+            assert!(matches!(
+                signature_claims(&"0".repeat(64), Some(&sig), &keys(&[k])),
+                Err(Refusal::BadSignature(m)) if m.contains("another bundle")
+            ));
+            assert!(matches!(
+                signature_claims(H, Some(b"{}"), &keys(&[k])),
+                Err(Refusal::BadSignature(m)) if m.contains("malformed")
+            ));
+        }
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub enum K {
     Expired,
     NotYetValid,
     HashMismatch,
+    /// Signature refusals: no `bundle.sig`, an untrusted signer, a forged signature.
+    Unsigned,
+    UntrustedSigner,
+    BadSignature,
     UnsupportedSchema,
     LoadFailed,
     NoBundle,
@@ -150,6 +154,9 @@ fn en(k: K) -> &'static str {
         HashMismatch => {
             "Its content failed the integrity check: it may have been altered or damaged."
         }
+        Unsigned => "It is not signed by the head office, so its origin cannot be confirmed.",
+        UntrustedSigner => "It is signed with a key this app does not trust.",
+        BadSignature => "Its signature is invalid: the content may have been forged or altered.",
         UnsupportedSchema => "It was made for a different version of the player. Update the app.",
         LoadFailed => "It could not be loaded. Check the connection and try again.",
         NoBundle => "No presentation was named in the link.",
@@ -246,6 +253,9 @@ fn ko(k: K) -> &'static str {
         Expired => "승인 기간이 만료되었습니다.",
         NotYetValid => "승인 기간이 아직 시작되지 않았습니다.",
         HashMismatch => "무결성 검사에 실패했습니다. 내용이 변경되었거나 손상되었을 수 있습니다.",
+        Unsigned => "본사 서명이 없어 출처를 확인할 수 없습니다.",
+        UntrustedSigner => "이 앱이 신뢰하지 않는 키로 서명되었습니다.",
+        BadSignature => "서명이 유효하지 않습니다. 내용이 위조되었거나 변경되었을 수 있습니다.",
         UnsupportedSchema => "다른 버전의 플레이어용으로 만들어졌습니다. 앱을 업데이트하세요.",
         LoadFailed => "불러올 수 없습니다. 연결을 확인한 후 다시 시도하세요.",
         NoBundle => "링크에 프레젠테이션이 지정되지 않았습니다.",

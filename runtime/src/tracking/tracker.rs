@@ -1456,7 +1456,11 @@ pub fn register_service_worker(url: &str) {
 /// `true` for URLs the service worker caches as bundle files or assets.
 pub fn is_bundle_url(url: &str) -> bool {
     let path = url.split(['?', '#']).next().unwrap_or("");
-    if path.ends_with("/bundle.json") || path.ends_with("/bundle.sha256") {
+    if path.ends_with("/bundle.json")
+        || path.ends_with("/bundle.sha256")
+        || path.ends_with("/bundle.sig")
+        || path.ends_with("/trusted-keys.json")
+    {
         return true;
     }
     let Some((_, name)) = path.rsplit_once("/assets/") else {

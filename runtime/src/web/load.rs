@@ -2,10 +2,13 @@
 //! for share links (self-serve) and device tokens (MR-led).
 
 use edetail_format::Bundle;
+use edetail_format::signature::{SIGNATURE_FILE, TRUSTED_KEYS_JSON, VerifyRequest};
 use serde_json::Value;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
 
 use super::dom;
-use crate::check::{Refusal, admit};
+use crate::check::{Refusal, admit, needs_signature, signature_claims, signature_failed};
 use crate::options::Options;
 
 /// A bundle ready to present.
@@ -120,6 +123,9 @@ pub async fn load(opts: Options) -> Result<Loaded, Refusal> {
         .await
         .map_err(Refusal::LoadFailed)?;
     let bundle = admit(&bytes, &hash, &dom::today())?;
+    if needs_signature(&bundle) {
+        check_signature(&base, auth, &hash).await?;
+    }
     Ok(Loaded {
         bundle,
         base,
@@ -127,4 +133,64 @@ pub async fn load(opts: Options) -> Result<Loaded, Refusal> {
         opts,
         token,
     })
+}
+
+/// GET `url`; `Ok(None)` on HTTP 404 (the file does not exist).
+async fn fetch_optional(url: &str, token: Option<&str>) -> Result<Option<Vec<u8>>, String> {
+    match dom::fetch_bytes(url, token).await {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.ends_with("HTTP 404") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `bundle.sig` next to the bundle, checked against the app's `./trusted-keys.json`
+/// (the page's directory: `/app/trusted-keys.json` on a head-office server) with
+/// WebCrypto Ed25519.
+async fn check_signature(base: &str, auth: Option<&str>, hash: &str) -> Result<(), Refusal> {
+    let sig = fetch_optional(&format!("{base}{SIGNATURE_FILE}"), auth)
+        .await
+        .map_err(Refusal::LoadFailed)?;
+    let keys = dom::fetch_bytes(&format!("./{TRUSTED_KEYS_JSON}"), None)
+        .await
+        .map_err(Refusal::LoadFailed)?;
+    let req = signature_claims(hash, sig.as_deref(), &keys)?;
+    match webcrypto_verify(&req).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(signature_failed(&req)),
+        Err(e) => Err(Refusal::LoadFailed(format!(
+            "this browser cannot verify Ed25519 signatures: {e}"
+        ))),
+    }
+}
+
+fn js_err(v: &wasm_bindgen::JsValue) -> String {
+    js_sys::Reflect::get(v, &"message".into())
+        .ok()
+        .and_then(|m| m.as_string())
+        .or_else(|| v.as_string())
+        .unwrap_or_else(|| "WebCrypto error".into())
+}
+
+/// `crypto.subtle.verify("Ed25519", importKey("raw", key), sig, message)`.
+async fn webcrypto_verify(r: &VerifyRequest) -> Result<bool, String> {
+    let subtle = dom::window().crypto().map_err(|e| js_err(&e))?.subtle();
+    let key_data = js_sys::Uint8Array::from(&r.public_key.0[..]);
+    let usages = js_sys::Array::of1(&"verify".into());
+    let key = JsFuture::from(
+        subtle
+            .import_key_with_str("raw", &key_data, "Ed25519", false, &usages)
+            .map_err(|e| js_err(&e))?,
+    )
+    .await
+    .map_err(|e| js_err(&e))?;
+    let key: web_sys::CryptoKey = key.dyn_into().map_err(|_| "not a CryptoKey".to_string())?;
+    let ok = JsFuture::from(
+        subtle
+            .verify_with_str_and_u8_array_and_u8_array("Ed25519", &key, &r.signature, &r.message)
+            .map_err(|e| js_err(&e))?,
+    )
+    .await
+    .map_err(|e| js_err(&e))?;
+    Ok(ok.as_bool() == Some(true))
 }

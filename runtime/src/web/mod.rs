@@ -204,6 +204,19 @@ pub fn refusal_screen(r: &Refusal, lang: Lang, retry: Callback<MouseEvent>) -> H
         ),
         Refusal::LoadFailed(m) => ("load", t(lang, K::LoadFailed), Some(m.clone()), true),
         Refusal::NoBundle => ("no-bundle", t(lang, K::NoBundle), None, false),
+        Refusal::Unsigned(m) => ("unsigned", t(lang, K::Unsigned), Some(m.clone()), false),
+        Refusal::UntrustedSigner(m) => (
+            "untrusted-signer",
+            t(lang, K::UntrustedSigner),
+            Some(m.clone()),
+            false,
+        ),
+        Refusal::BadSignature(m) => (
+            "bad-signature",
+            t(lang, K::BadSignature),
+            Some(m.clone()),
+            false,
+        ),
     };
     html! {
         <main class="refusal" role="alert" data-testid="refusal" data-reason={kind}>
