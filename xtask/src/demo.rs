@@ -1,8 +1,9 @@
 //! `cargo xtask demo`: the whole loop on this machine.
 //!
-//! Builds the runtime and the `edetail` binary, builds every sample deck into an
+//! Builds the runtime and the `edetail` binary, creates a signing key
+//! (`edetail keygen` into `out/demo/keys/`), builds and signs every sample deck into an
 //! archive, starts `edetail serve` on embedded SQLite (fresh data dir under
-//! `out/demo/`), publishes the samples, runs the simulator (which imports a physician directory
+//! `out/demo/`) trusting that key, publishes the samples, runs the simulator (which imports a physician directory
 //! and sends a month of engagement through the real ingest API), and prints
 //! the URLs of the MR app, a self-serve link and the insights dashboard. The server
 //! keeps running until Ctrl-C.
@@ -52,7 +53,11 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     std::fs::create_dir_all(out.join("bundles"))?;
 
-    // 1. Build every sample deck.
+    // 1. A signing key for this demo, then build and sign every sample deck.
+    let keys = out.join("keys");
+    run_edetail(&edetail, &["keygen", "--out", &s(&keys), "--name", "demo"])?;
+    let sign_key = s(&keys.join("demo.key"));
+    let trusted = s(&keys.join("demo.pub"));
     let mut archives = Vec::new();
     for entry in std::fs::read_dir(root.join("content-samples"))? {
         let deck = entry?.path();
@@ -66,7 +71,15 @@ pub fn run(args: &[String]) -> Result<()> {
         let dest = out.join("bundles").join(&name);
         run_edetail(
             &edetail,
-            &["build", &s(&deck), "-o", &s(&dest), "--archive"],
+            &[
+                "build",
+                &s(&deck),
+                "-o",
+                &s(&dest),
+                "--archive",
+                "--sign-key",
+                &sign_key,
+            ],
         )?;
         archives.push(find_archive(&dest)?);
     }
@@ -76,11 +89,12 @@ pub fn run(args: &[String]) -> Result<()> {
     let data = out.join("data");
     let base = format!("http://127.0.0.1:{port}");
     eprintln!(
-        "+ edetail serve --port {port} --data-dir {}",
+        "+ edetail serve --port {port} --data-dir {} --trusted-keys {trusted}",
         data.display()
     );
     let child = Command::new(&edetail)
-        .args(["serve", "--port", &port, "--data-dir", &s(&data), "--www"])
+        .args(["serve", "--port", &port, "--data-dir", &s(&data)])
+        .args(["--trusted-keys", &trusted, "--www"])
         .arg(root.join("dist/www"))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(out.join("server.log"))?)

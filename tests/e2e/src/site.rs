@@ -1,6 +1,8 @@
 //! The site under test: a copy of `dist/www` plus bundles under `/bundles/<name>/`,
 //! served by the test receiver (which also takes the ingest API on the same origin),
 //! on a loopback port that stays the same across [`Site::stop`] / [`Site::start`].
+//! Bundles are signed with [`site_key`], which the copied shell's
+//! `trusted-keys.json` trusts (like a head-office server's `/app/trusted-keys.json`).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -11,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use edetail_authoring::{CompileOptions, Compiled};
 use edetail_format::Bundle;
+use edetail_format::signature::{SecretKey, TRUSTED_KEYS_JSON, TrustedKeysJson, crypto};
 use edetail_test_receiver::read_events;
 use serde_json::Value;
 
@@ -70,6 +73,11 @@ pub fn compile_dir(dir: &Path) -> Result<Compiled> {
     Ok(c)
 }
 
+/// The e2e site's signing key (a fixed TEST key: its seed is right here).
+pub fn site_key() -> SecretKey {
+    SecretKey(*b"edetail e2e site key - tests!!!!")
+}
+
 pub struct Site {
     root: tempfile::TempDir,
     addr: Option<SocketAddr>,
@@ -84,6 +92,10 @@ impl Site {
     pub fn new_with(receiver_bin: &Path) -> Result<Site> {
         let root = tempfile::tempdir()?;
         copy_dir(&dist_www()?, &root.path().join("www"))?;
+        std::fs::write(
+            root.path().join("www").join(TRUSTED_KEYS_JSON),
+            TrustedKeysJson::from_keys(&[site_key().public_key()]).to_json(),
+        )?;
         let out = root.path().join("events.jsonl");
         Ok(Site {
             root,
@@ -98,12 +110,26 @@ impl Site {
         self.root.path().join("www")
     }
 
-    /// Write a bundle to `/bundles/<name>/`; returns its hash.
+    /// Write a bundle to `/bundles/<name>/`, signed with [`site_key`]; returns its hash.
     pub fn add_bundle(&self, name: &str, bundle: &Bundle, c: &Compiled) -> Result<String> {
+        self.add_bundle_signed(name, bundle, c, |h| {
+            Some(crypto::sign(&site_key(), h).to_json())
+        })
+    }
+
+    /// Write a bundle to `/bundles/<name>/` with the `bundle.sig` that `sign` returns
+    /// for its hash (None: unsigned); returns its hash.
+    pub fn add_bundle_signed(
+        &self,
+        name: &str,
+        bundle: &Bundle,
+        c: &Compiled,
+        sign: impl FnOnce(&str) -> Option<Vec<u8>>,
+    ) -> Result<String> {
         let dir = self.bundle_dir(name);
         std::fs::create_dir_all(&dir)?;
-        Ok(edetail_authoring::write_bundle_dir(
-            bundle, &c.assets, &dir,
+        Ok(edetail_authoring::write_bundle_dir_signed(
+            bundle, &c.assets, &dir, sign,
         )?)
     }
 

@@ -51,6 +51,8 @@ fn edetail_bin() -> Result<PathBuf> {
 struct Server {
     bin: PathBuf,
     data: PathBuf,
+    /// Trusted-keys file (`edetail keygen`'s `.pub`) passed to `--trusted-keys`.
+    trusted: PathBuf,
     www: PathBuf,
     port: u16,
     child: Option<Child>,
@@ -79,6 +81,8 @@ impl Server {
             .arg(&self.data)
             .arg("--www")
             .arg(&self.www)
+            .arg("--trusted-keys")
+            .arg(&self.trusted)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -280,9 +284,19 @@ fn whole_loop(s: &Session) -> Result<()> {
     let www = tmp.path().join("www");
     copy_dir(&dist_www()?, &www)?;
     externalize_boot_script(&www)?;
+    // A head-office signing key: the server trusts it, the bundle is signed with it.
+    let bin = edetail_bin()?;
+    let keys = tmp.path().join("keys");
+    let st = Command::new(&bin)
+        .args(["keygen", "--name", "e2e", "--out"])
+        .arg(&keys)
+        .status()
+        .context("edetail keygen")?;
+    ensure!(st.success(), "edetail keygen failed");
     let mut server = Server {
-        bin: edetail_bin()?,
+        bin,
         data: tmp.path().join("data"),
+        trusted: keys.join("e2e.pub"),
         www,
         port: free_port()?,
         child: None,
@@ -295,6 +309,14 @@ fn whole_loop(s: &Session) -> Result<()> {
     let bundle = c.bundle.clone().context("bundle")?;
     let dir = tmp.path().join("bundle");
     let hash = edetail_authoring::write_bundle_dir(&bundle, &c.assets, &dir)?;
+    let st = Command::new(&server.bin)
+        .arg("sign")
+        .arg(&dir)
+        .arg("--key")
+        .arg(keys.join("e2e.key"))
+        .status()
+        .context("edetail sign")?;
+    ensure!(st.success(), "edetail sign failed");
     server.cli(&["publish", &dir.display().to_string()])?;
     let catalog_check = api(&server, "GET", "/api/v1/versions", None)?;
     ensure!(
