@@ -203,32 +203,56 @@ pub async fn create_token(
     })
 }
 
+/// The shape of a presented bearer token, before any lookup or signature check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bearer<'a> {
+    /// A share link token (`shr.<payload>.<sig>`), verified by [`Keys::verify_share`].
+    Share(&'a str),
+    /// An admin or device token (`edt.<id>.<secret>`), looked up by id.
+    Token { id: &'a str, secret: &'a str },
+}
+
+/// Longest token id accepted (ids are 16 hex digits; anything longer is never looked up).
+pub const MAX_TOKEN_ID_LEN: usize = 64;
+
+/// Split a presented bearer token into its kind and parts. Pure and total: any input
+/// gives `Ok` or an [`AuthError`] (fuzzed by `fuzz/fuzz_targets/tokens.rs`).
+pub fn parse_bearer(token: &str) -> Result<Bearer<'_>, AuthError> {
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(AuthError::Missing);
+    }
+    if token.starts_with("shr.") {
+        return Ok(Bearer::Share(token));
+    }
+    let mut parts = token.splitn(3, '.');
+    let (Some("edt"), Some(id), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(AuthError::Unknown);
+    };
+    if id.is_empty() || id.len() > MAX_TOKEN_ID_LEN || secret.is_empty() {
+        return Err(AuthError::Unknown);
+    }
+    Ok(Bearer::Token { id, secret })
+}
+
 /// Resolve a bearer token (device/admin token or share link).
 pub async fn authenticate(
     store: &dyn Store,
     keys: &Keys,
     token: &str,
 ) -> Result<Principal, AuthError> {
-    let token = token.trim();
-    if token.is_empty() {
-        return Err(AuthError::Missing);
-    }
-    if token.starts_with("shr.") {
-        let c = keys.verify_share(token, now_ms())?;
-        return Ok(Principal::Share {
-            deck: c.d,
-            hcp: c.h,
-            expires_at: c.e,
-            nonce: c.n,
-        });
-    }
-    let mut parts = token.splitn(3, '.');
-    let (Some("edt"), Some(id), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(AuthError::Unknown);
+    let (id, secret) = match parse_bearer(token)? {
+        Bearer::Share(share) => {
+            let c = keys.verify_share(share, now_ms())?;
+            return Ok(Principal::Share {
+                deck: c.d,
+                hcp: c.h,
+                expires_at: c.e,
+                nonce: c.n,
+            });
+        }
+        Bearer::Token { id, secret } => (id, secret),
     };
-    if id.len() > 64 {
-        return Err(AuthError::Unknown);
-    }
     let rec = store
         .get_token(id)
         .await
@@ -358,5 +382,51 @@ mod tests {
                 .pseudonymize("HCP-1")
         );
         assert!(!p.contains("HCP"));
+    }
+
+    #[test]
+    fn bearer_tokens_parse_or_give_a_clear_error() {
+        assert_eq!(parse_bearer(""), Err(AuthError::Missing));
+        assert_eq!(parse_bearer("  \t "), Err(AuthError::Missing));
+        assert_eq!(
+            parse_bearer(" edt.0123abcd.s3cr.et "),
+            Ok(Bearer::Token {
+                id: "0123abcd",
+                secret: "s3cr.et"
+            })
+        );
+        assert_eq!(parse_bearer("shr.a.b"), Ok(Bearer::Share("shr.a.b")));
+        for bad in [
+            "edt",
+            "edt.",
+            "edt.id",
+            "edt..secret",
+            "edt.id.",
+            "Bearer edt.a.b",
+            "EDT.a.b",
+            "xyz.a.b",
+            "' OR 1=1 --",
+        ] {
+            assert_eq!(parse_bearer(bad), Err(AuthError::Unknown), "{bad:?}");
+        }
+        let long_id = format!("edt.{}.s", "a".repeat(MAX_TOKEN_ID_LEN + 1));
+        assert_eq!(parse_bearer(&long_id), Err(AuthError::Unknown));
+    }
+
+    #[test]
+    fn share_links_refuse_every_truncation_and_garbage() {
+        let k = keys();
+        let t = k.sign_share(&ShareClaims {
+            d: "deck".into(),
+            h: k.pseudonymize("HCP-1"),
+            e: 2_000,
+            n: "n1".into(),
+        });
+        for cut in 0..t.len() {
+            assert!(k.verify_share(&t[..cut], 1_000).is_err(), "prefix {cut}");
+        }
+        for junk in ["shr.", "shr..", "shr.%%%.%%%", "shr.e30.", "shr.e30.AAAA"] {
+            assert!(k.verify_share(junk, 1_000).is_err(), "{junk:?}");
+        }
     }
 }
