@@ -6,6 +6,7 @@
 //! - `test`             every test: fmt, clippy, unit/integration (SQLite and
 //!   PostgreSQL), wasm tests in Chromium and WebKit, browser end-to-end tests
 //! - `demo`             the full loop: build, serve, publish the samples, simulate a month
+//! - `fuzz [--runs N]`   the long fuzz run: every cargo-fuzz target for N executions (see `fuzz.rs`)
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -13,6 +14,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod demo;
+mod fuzz;
 mod runtime;
 mod setup;
 mod test;
@@ -20,7 +22,7 @@ mod test;
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(task) = args.first() else {
-        bail!("usage: cargo xtask <setup|runtime|test|demo> [options]");
+        bail!("usage: cargo xtask <setup|runtime|test|demo|fuzz> [options]");
     };
     let rest = &args[1..];
     match task.as_str() {
@@ -28,6 +30,7 @@ fn main() -> Result<()> {
         "runtime" => runtime::run(rest),
         "test" => test::run(rest),
         "demo" => demo::run(rest),
+        "fuzz" => fuzz::run(rest),
         other => bail!("unknown task `{other}`"),
     }
 }
