@@ -110,6 +110,23 @@ impl DeckCtx {
         };
         match self.assets.load(&norm) {
             Loaded::Ok { bundle_path, size } => {
+                if let Some((w, h)) = self.oversized_pixels(&bundle_path)
+                    && self.budget_warned.insert(format!("px:{norm}"))
+                {
+                    self.diags.push(
+                        Diagnostic::new(
+                            "E0405",
+                            format!(
+                                "{what} `{norm}` is {w}×{h} px, over the limit of {MAX_IMAGE_SIDE} px per side and {} megapixels",
+                                MAX_IMAGE_PIXELS / 1_000_000
+                            ),
+                        )
+                        .at(file, span.0, span.1)
+                        .with_label("image too large to decode on a device")
+                        .with_hint("iPad Safari runs out of memory on images this large: export it at the size it is shown (2x the slide canvas is plenty)"),
+                    );
+                    return None;
+                }
                 if size > self.asset_budget && self.budget_warned.insert(norm.clone()) {
                     self.diags.push(
                         Diagnostic::new(
@@ -151,6 +168,22 @@ impl DeckCtx {
                 None
             }
         }
+    }
+}
+
+/// Largest raster image accepted: per side and in total pixels (a decoded 32 MP image
+/// takes 128 MiB on the device). Checked from the file header, nothing is decoded.
+pub const MAX_IMAGE_SIDE: usize = 8_192;
+pub const MAX_IMAGE_PIXELS: usize = 32_000_000;
+
+impl DeckCtx {
+    /// Declared pixel size of a raster image asset when it is over the limits.
+    fn oversized_pixels(&self, bundle_path: &str) -> Option<(usize, usize)> {
+        let (_, bytes) = self.assets.files.get(bundle_path)?;
+        let size = imagesize::blob_size(bytes).ok()?;
+        let (w, h) = (size.width, size.height);
+        (w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE || w.saturating_mul(h) > MAX_IMAGE_PIXELS)
+            .then_some((w, h))
     }
 }
 
@@ -293,6 +326,10 @@ pub enum Node {
     },
 }
 
+/// Deepest directive nesting accepted (real decks nest three or four levels); deeper
+/// blocks are E0313, which also keeps the compiler's recursion bounded.
+pub const MAX_NESTING: usize = 16;
+
 struct Open {
     name: String,
     attrs: Attrs,
@@ -396,6 +433,10 @@ impl<'a> Renderer<'a> {
         let mut stack: Vec<Open> = Vec::new();
         let mut md_start = start;
         let mut fences = FenceState::default();
+        // Blocks opened beyond MAX_NESTING (their fence lengths): reported once each and
+        // not nested, so the tree (and every recursion over it) stays shallow; their
+        // closing fences are consumed here so the blocks around them still match.
+        let mut too_deep: Vec<usize> = Vec::new();
         fn flush(stack: &mut [Open], root: &mut Vec<Node>, text: &str, from: usize, to: usize) {
             if from < to && !text[from..to].trim().is_empty() {
                 let node = Node::Md(from, to);
@@ -425,6 +466,9 @@ impl<'a> Renderer<'a> {
             if n >= 3 && rest.trim().is_empty() {
                 flush(&mut stack, &mut root, &text, md_start, ls);
                 md_start = next;
+                if too_deep.pop().is_some() {
+                    continue;
+                }
                 let idx = stack
                     .iter()
                     .rposition(|o| o.colons == n)
@@ -493,6 +537,22 @@ impl<'a> Renderer<'a> {
                         open: (ls, le),
                     },
                 );
+            } else if stack.len() >= MAX_NESTING || !too_deep.is_empty() {
+                if too_deep.is_empty() {
+                    self.diag(
+                        self.at(
+                            "E0313",
+                            format!(
+                                "`{name}` is nested more than {MAX_NESTING} blocks deep"
+                            ),
+                            ls,
+                            le,
+                        )
+                        .with_label("too deeply nested")
+                        .with_hint("close some blocks first: components nest a few levels at most (columns > tabs > popup)"),
+                    );
+                }
+                too_deep.push(n);
             } else {
                 stack.push(Open {
                     name,
