@@ -32,6 +32,7 @@
 //!   viewed the slide), `path` (first slides in order joined by ` > ` / `pos`|`other`)
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use edetail_format::EventKind;
 
@@ -96,7 +97,7 @@ pub struct Deltas {
     pub cohorts: Vec<Cohort>,
     cohort_ix: HashMap<String, u32>,
     /// (key index, cohort index, day) -> (n, s).
-    pub rollup: HashMap<(u32, u32, i32), (i64, i64)>,
+    pub rollup: HashMap<(u32, u32, i32), (i64, i64), BuildHasherDefault<IntHasher>>,
     /// (key index of the `reach` pseudo-metric for the deck version, grain-1 cohort
     /// index, day, hcp): one row per physician reached.
     pub reach: BTreeSet<(u32, u32, i32, String)>,
@@ -106,6 +107,31 @@ pub struct Deltas {
 }
 
 const SEP: char = '\u{1f}';
+
+/// A multiply-rotate hasher for the small integer tuples keying [`Deltas::rollup`]
+/// (indices assigned here, not chosen by clients, so no flooding concern).
+#[derive(Default, Clone, Copy)]
+pub struct IntHasher(u64);
+
+impl Hasher for IntHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_i32(&mut self, i: i32) {
+        self.write_u64(u64::from(i as u32));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// What a store must look up before [`compute`]: the HCP directory rows of these
 /// physicians and the stored events of these (ended) sessions.
@@ -142,38 +168,6 @@ struct Ctx<'a> {
 }
 
 impl Deltas {
-    /// Add another set of deltas to this one (the deltas of several batches committed
-    /// in one transaction are written as one upsert per distinct key).
-    pub fn merge(&mut self, other: Deltas) {
-        let kmap: Vec<u32> = other.keys.iter().map(|k| self.intern_key(k)).collect();
-        let cmap: Vec<u32> = other
-            .cohorts
-            .iter()
-            .map(|c| self.intern_cohort(c))
-            .collect();
-        for ((k, c, day), (n, s)) in other.rollup {
-            let e = self
-                .rollup
-                .entry((kmap[k as usize], cmap[c as usize], day))
-                .or_insert((0, 0));
-            e.0 += n;
-            e.1 += s;
-        }
-        for (k, c, day, h) in other.reach {
-            self.reach
-                .insert((kmap[k as usize], cmap[c as usize], day, h));
-        }
-        self.reach_total.extend(other.reach_total);
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rollup.is_empty() && self.reach.is_empty() && self.reach_total.is_empty()
-    }
-
-    fn intern_key(&mut self, k: &KeyDims) -> u32 {
-        self.key_id(&k.metric, &k.deck, &k.version, &k.k1, &k.k2)
-    }
-
     fn intern_cohort(&mut self, c: &Cohort) -> u32 {
         self.buf.clear();
         for (i, p) in [

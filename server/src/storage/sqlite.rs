@@ -129,14 +129,57 @@ CREATE TABLE audit (
 
 type Finisher = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// A write job: runs inside the group's transaction (in its own savepoint); ingest jobs
-/// add their rollup deltas to the group's, written once per distinct key before commit.
-type Job = Box<dyn FnOnce(&Connection, &mut rollup::Deltas) -> (bool, Finisher) + Send>;
+/// hand their newly stored rows to the group, whose rollup deltas are computed and
+/// written once, before commit.
+type Job = Box<dyn FnOnce(&Connection, &mut Group) -> (bool, Finisher) + Send>;
+
+/// The newly stored, non-preview events of one group commit.
+#[derive(Default)]
+pub(crate) struct Group {
+    rows: Vec<EventRow>,
+    /// For each session with a `session_end` in the group: the last rowid of the batch
+    /// holding that end. Its session rollups see the session's events stored up to
+    /// there (the end's own batch included), as when each batch was computed alone.
+    end_cutoff: HashMap<String, i64>,
+}
 
 pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<Option<mpsc::Sender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     readers: std::sync::Arc<Mutex<Vec<Connection>>>,
+    /// Dropping the sender stops the checkpointer thread.
+    checkpointer: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+}
+
+/// How often the checkpointer copies committed WAL frames into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// WAL checkpoints run on their own thread and connection (the writer's automatic
+/// checkpoints are off), so copying pages into the database file and its fsyncs do
+/// not stall the commits that acknowledge batches. PASSIVE never blocks the writer
+/// or readers; durability is the WAL's (`synchronous=FULL`) either way.
+fn checkpointer(path: PathBuf, stop: mpsc::Receiver<()>) {
+    let conn = match open_conn(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "checkpointer: cannot open the database; the WAL will grow");
+            return;
+        }
+    };
+    loop {
+        match stop.recv_timeout(CHECKPOINT_EVERY) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::debug!(error = %e, "checkpoint failed; retrying");
+                }
+            }
+            _ => {
+                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                return;
+            }
+        }
+    }
 }
 
 fn open_conn(path: &Path) -> Result<Connection, StoreError> {
@@ -161,6 +204,15 @@ impl SqliteStore {
         let path = data_dir.join("edetail.sqlite3");
         let mut conn = open_conn(&path)?;
         migrate(&mut conn)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // The writer's b-trees (rollup, events indexes) stay cached between groups.
+        conn.pragma_update(None, "cache_size", -131_072)?;
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let cp_path = path.clone();
+        let cp = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpointer(cp_path, stop_rx))
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let (tx, rx) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -171,6 +223,7 @@ impl SqliteStore {
             writer: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
             readers: std::sync::Arc::new(Mutex::new(Vec::new())),
+            checkpointer: Mutex::new(Some((stop_tx, cp))),
         })
     }
 
@@ -180,6 +233,10 @@ impl SqliteStore {
             w.take();
         }
         if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+        if let Some((stop, t)) = self.checkpointer.lock().ok().and_then(|mut c| c.take()) {
+            drop(stop);
             let _ = t.join();
         }
     }
@@ -193,7 +250,7 @@ impl SqliteStore {
 
     fn write_with<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection, &mut rollup::Deltas) -> Result<R, StoreError> + Send + 'static,
+        f: impl FnOnce(&Connection, &mut Group) -> Result<R, StoreError> + Send + 'static,
     ) -> StoreFuture<'static, R> {
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<R, StoreError>>();
         let job: Job = Box::new(move |c, group| {
@@ -307,12 +364,12 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             // Run nothing; fail every job of the group.
             let msg = e.to_string();
             for j in jobs {
-                let (_, fin) = j(&conn_failing(), &mut rollup::Deltas::default());
+                let (_, fin) = j(&conn_failing(), &mut Group::default());
                 fin(Err(msg.clone()));
             }
             continue;
         }
-        let mut group = rollup::Deltas::default();
+        let mut group = Group::default();
         for j in jobs {
             let sp = conn.execute_batch("SAVEPOINT job");
             let (ok, fin) = j(&conn, &mut group);
@@ -325,10 +382,12 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             }
             fins.push(fin);
         }
-        let commit = if group.is_empty() {
+        let commit = if group.rows.is_empty() {
             Ok(())
         } else {
-            write_deltas(&conn, &group, &mut interned).map_err(|e| e.to_string())
+            group_deltas(&conn, &group)
+                .and_then(|d| write_deltas(&conn, &d, &mut interned))
+                .map_err(|e| e.to_string())
         }
         .and_then(|()| conn.execute_batch("COMMIT").map_err(|e| e.to_string()));
         if commit.is_err() {
@@ -374,12 +433,13 @@ fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
     })
 }
 
-/// Insert the events (duplicates ignored) and compute the rollup deltas of the new ones;
-/// the caller writes the deltas ([`write_deltas`]) in the same transaction.
+/// Insert the events (duplicates ignored); the newly stored, non-preview ones go to the
+/// group, whose rollup deltas are written before commit ([`group_deltas`]).
 fn ingest_events(
     c: &Connection,
-    rows: &[EventRow],
-) -> Result<(Vec<bool>, rollup::Deltas), StoreError> {
+    rows: Vec<EventRow>,
+    group: &mut Group,
+) -> Result<Vec<bool>, StoreError> {
     let mut ins = c.prepare_cached(
         "INSERT INTO events (id, session_id, seq, device_id, deck_id, deck_version, bundle_hash,
            slide_id, type, channel, rep_id, territory, hcp, token_id, client_time, sent_at,
@@ -388,7 +448,7 @@ fn ingest_events(
          ON CONFLICT (id) DO NOTHING",
     )?;
     let mut flags = Vec::with_capacity(rows.len());
-    for r in rows {
+    for r in &rows {
         let n = ins.execute(params![
             &r.id[..],
             r.session_id,
@@ -416,15 +476,25 @@ fn ingest_events(
         ])?;
         flags.push(n == 1);
     }
-    let fresh: Vec<&EventRow> = rows
-        .iter()
-        .zip(&flags)
-        .filter(|(r, f)| **f && !r.preview)
-        .map(|(r, _)| r)
-        .collect();
-    if fresh.is_empty() {
-        return Ok((flags, rollup::Deltas::default()));
+    let last_rowid = c.last_insert_rowid();
+    for (r, f) in rows.into_iter().zip(&flags) {
+        if *f && !r.preview {
+            if r.etype == "session_end" {
+                group
+                    .end_cutoff
+                    .entry(r.session_id.clone())
+                    .or_insert(last_rowid);
+            }
+            group.rows.push(r);
+        }
     }
+    Ok(flags)
+}
+
+/// The rollup deltas of a group's new events (directory rows and ended sessions looked up
+/// once per group).
+fn group_deltas(c: &Connection, group: &Group) -> Result<rollup::Deltas, StoreError> {
+    let fresh: Vec<&EventRow> = group.rows.iter().collect();
     let (hcp_ids, session_ids) = rollup::needs(&fresh);
     let mut hcps = HashMap::new();
     {
@@ -451,11 +521,12 @@ fn ingest_events(
     let mut sessions: HashMap<String, Vec<SessionItem>> = HashMap::new();
     {
         let mut q = c.prepare_cached(
-            "SELECT type, slide_id, seq, ord, val FROM events WHERE session_id = ?1",
+            "SELECT type, slide_id, seq, ord, val FROM events WHERE session_id = ?1 AND rowid <= ?2",
         )?;
         for s in &session_ids {
+            let cutoff = group.end_cutoff.get(s).copied().unwrap_or(i64::MAX);
             let items = q
-                .query_map([s], |r| {
+                .query_map(params![s, cutoff], |r| {
                     Ok(SessionItem {
                         etype: r.get(0)?,
                         slide_id: r.get(1)?,
@@ -468,8 +539,7 @@ fn ingest_events(
             sessions.insert(s.clone(), items);
         }
     }
-    let d = rollup::compute(&fresh, &hcps, &sessions);
-    Ok((flags, d))
+    Ok(rollup::compute(&fresh, &hcps, &sessions))
 }
 
 /// The database id of each interned key of `d` (inserting new ones).
@@ -768,11 +838,7 @@ impl Store for SqliteStore {
     }
 
     fn ingest(&self, rows: Vec<EventRow>) -> StoreFuture<'_, Vec<bool>> {
-        self.write_with(move |c, group| {
-            let (flags, d) = ingest_events(c, &rows)?;
-            group.merge(d);
-            Ok(flags)
-        })
+        self.write_with(move |c, group| ingest_events(c, rows, group))
     }
 
     fn rollup(
