@@ -2,7 +2,8 @@
 //! `bundle.sig` against the app's `trusted-keys.json` with WebCrypto Ed25519. A
 //! correctly signed bundle is presented; an unsigned one, one signed by an untrusted
 //! key, a forged signature (names the trusted key, made with another) and a genuine
-//! signature of another bundle are refused full-screen; a preview bundle needs none.
+//! signature of another bundle are refused full-screen; a preview bundle needs none;
+//! offline (site stopped), the signed bundle is still verified from the worker's cache.
 //!
 //! Needs dist/www (`cargo xtask runtime`); `cargo test -p edetail-e2e --test signing`.
 
@@ -139,5 +140,25 @@ fn device_checks_signatures(s: &Session) -> Result<()> {
             ensure!(shown == json!(true), "{name}: the player is not shown");
         }
     }
+
+    // Offline: the service worker keeps bundle.sig and trusted-keys.json like
+    // bundle.sha256, so the signed deck is still verified and shown with the site gone.
+    player::open(wd, &site.player_url("signed", "mode=self"))?;
+    wd.wait_js(
+        "the service worker",
+        "navigator.serviceWorker && navigator.serviceWorker.controller",
+        std::time::Duration::from_secs(20),
+    )?;
+    wd.refresh()?;
+    player::wait_loaded(wd)?;
+    site.stop();
+    wd.refresh()?;
+    player::wait_loaded(wd)?;
+    let got = outcome(wd)?;
+    ensure!(
+        got.is_none(),
+        "offline: signed deck refused ({got:?}): {}",
+        wd.js("return document.body.innerText.slice(0, 300)", vec![])?
+    );
     Ok(())
 }
