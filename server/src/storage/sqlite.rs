@@ -315,10 +315,15 @@ impl Drop for SqliteStore {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_to(conn, i64::MAX)
+}
+
+/// Apply the migrations up to version `upto`.
+fn migrate_to(conn: &mut Connection, upto: i64) -> Result<(), StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )?;
-    for (v, sql) in MIGRATIONS {
+    for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= upto) {
         let done: Option<i64> = conn
             .query_row(
                 "SELECT version FROM schema_migrations WHERE version = ?1",
@@ -1129,4 +1134,166 @@ pub(crate) fn clickstream_sql(f: &Filter, enter_time_expr: &str) -> (String, Vec
         w.join(" AND ")
     );
     (sql, p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sorted(mut v: Vec<AggRow>) -> Vec<AggRow> {
+        v.sort_by(|a, b| a.keys.cmp(&b.keys));
+        v
+    }
+
+    /// A database with the version-2 schema (13-text-column rollup keys) migrates to the
+    /// interned schema with every figure unchanged: each rollup and reach query over the
+    /// new tables equals the same query over the old ones.
+    #[test]
+    fn migration_3_keeps_every_rollup_and_reach_figure() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = open_conn(&dir.path().join("m.sqlite3")).unwrap();
+        migrate_to(&mut c, 2).unwrap();
+        let mut x: u64 = 7;
+        let mut rnd = |m: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % m
+        };
+        let pick = |a: &[&'static str], i: u64| a[i as usize % a.len()];
+        for _ in 0..3000 {
+            let metric = pick(&["view", "session", "dwell_hist", "reaction"], rnd(4));
+            let (deck, version) = (pick(&["d1", "d2"], rnd(2)), pick(&["1.0", "2.0"], rnd(2)));
+            let day = 20_000 + rnd(5) as i64;
+            let ch = pick(&["mr_led", "remote", "self_serve"], rnd(3));
+            let dims = [
+                pick(&["T1", "T2", ""], rnd(3)),
+                pick(&["GP", "Cardiology", ""], rnd(3)),
+                pick(&["Seoul", "Busan"], rnd(2)),
+                pick(&["Inst A", "Inst B"], rnd(2)),
+                pick(&["A", "B"], rnd(2)),
+            ];
+            let (k1, k2) = (
+                pick(&["s1", "s2", "q1"], rnd(3)),
+                pick(&["", "01", "-1"], rnd(3)),
+            );
+            let (n, sum) = (1 + rnd(5) as i64, rnd(9000) as i64);
+            for grain in [0i64, 1] {
+                let d = if grain == 0 { ["*"; 5] } else { dims };
+                c.execute(
+                    "INSERT INTO rollup (metric, deck, grain, day, version, channel, territory,
+                       specialty, region, institution, segment, k1, k2, n, s)
+                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)
+                     ON CONFLICT DO UPDATE SET n = n + excluded.n, s = s + excluded.s",
+                    params![
+                        metric, deck, grain, day, version, ch, d[0], d[1], d[2], d[3], d[4], k1,
+                        k2, n, sum
+                    ],
+                )
+                .unwrap();
+            }
+            if metric == "session" {
+                let hcp = format!("h{}", rnd(40));
+                c.execute(
+                    "INSERT OR IGNORE INTO reach (deck, version, day, channel, territory,
+                       specialty, region, institution, segment, hcp)
+                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+                    params![
+                        deck, version, day, ch, dims[0], dims[1], dims[2], dims[3], dims[4], hcp
+                    ],
+                )
+                .unwrap();
+                c.execute(
+                    "INSERT OR IGNORE INTO reach_total (deck, version, channel, hcp)
+                     VALUES (?1,?2,?3,?4)",
+                    params![deck, version, ch, hcp],
+                )
+                .unwrap();
+            }
+        }
+        let filters = [
+            Filter::default(),
+            Filter {
+                deck: Some("d1".into()),
+                ..Default::default()
+            },
+            Filter {
+                deck: Some("d2".into()),
+                version: Some("2.0".into()),
+                channel: Some("remote".into()),
+                ..Default::default()
+            },
+            Filter {
+                deck: Some("d1".into()),
+                from_day: Some(20_001),
+                to_day: Some(20_003),
+                ..Default::default()
+            },
+            Filter {
+                deck: Some("d1".into()),
+                specialty: Some("GP".into()),
+                region: Some("Seoul".into()),
+                ..Default::default()
+            },
+            Filter {
+                territory: Some("T2".into()),
+                segment: Some("B".into()),
+                from_day: Some(20_002),
+                ..Default::default()
+            },
+            Filter {
+                territory: Some("".into()),
+                institution: Some("Inst A".into()),
+                channel: Some("mr_led".into()),
+                ..Default::default()
+            },
+        ];
+        let groups = [
+            GroupBy::Deck,
+            GroupBy::Version,
+            GroupBy::K1,
+            GroupBy::K1K2,
+            GroupBy::Day,
+            GroupBy::Channel,
+        ];
+        let metrics = ["view", "session", "dwell_hist", "reaction", "absent"];
+        let mut before = Vec::new();
+        for f in &filters {
+            for g in groups {
+                for m in metrics {
+                    // The version-2 queries.
+                    let (w, p) = filter_sql(Some(m), f, true);
+                    let cols = g.columns();
+                    let sql =
+                        format!("SELECT {cols}, SUM(n), SUM(s) FROM rollup{w} GROUP BY {cols}");
+                    before.push(sorted(agg_query(&c, &sql, &p, g.arity()).unwrap()));
+                }
+                let (w, p) = filter_sql(None, f, false);
+                let cols = match g {
+                    GroupBy::K1 | GroupBy::K1K2 => "deck",
+                    g => g.columns(),
+                };
+                let sql =
+                    format!("SELECT {cols}, COUNT(DISTINCT hcp), 0 FROM reach{w} GROUP BY {cols}");
+                before.push(sorted(agg_query(&c, &sql, &p, 1).unwrap()));
+            }
+        }
+        assert!(before.iter().filter(|r| !r.is_empty()).count() > 100);
+        migrate(&mut c).unwrap();
+        let mut after = Vec::new();
+        for f in &filters {
+            for g in groups {
+                for m in metrics {
+                    let (sql, p) = rollup_sql(m, f, g);
+                    after.push(sorted(agg_query(&c, &sql, &p, g.arity()).unwrap()));
+                }
+                let (sql, p) = reach_sql(f, g);
+                after.push(sorted(agg_query(&c, &sql, &p, 1).unwrap()));
+            }
+        }
+        assert_eq!(before.len(), after.len());
+        for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+            assert_eq!(b, a, "query {i}");
+        }
+    }
 }
