@@ -21,8 +21,10 @@
 //! - [`browser`]: launching Chromium / WebKit sessions
 //! - [`site`]: the served app, bundles and the event receiver
 //! - [`player`]: page helpers that know the runtime's DOM contract (`data-testid`s)
+//! - [`harness`]: one browser at a time, both browsers per test, event-log checks
 
 pub mod browser;
+pub mod harness;
 pub mod player;
 pub mod site;
 pub mod webdriver;
