@@ -571,6 +571,25 @@ fn hostile_archives_and_admin_bodies_get_clear_4xx() {
             );
             assert_no_leak(what, &r, &[&s.admin]);
         }
+        // An archive over the publish limit: 413 before anything is parsed.
+        let huge = vec![0u8; edetail_server::bundles::MAX_ARCHIVE_BYTES + 1];
+        match anon.raw(
+            "POST",
+            "/api/v1/bundles",
+            Some(&s.admin),
+            Some(("application/x-tar", None, &huge)),
+        ) {
+            Ok(r) => {
+                assert_eq!(r.status, 413, "oversized archive: {}", r.body);
+                assert!(r.body.contains("too_large"), "{}", r.body);
+            }
+            // The server may answer 413 and close before the client finished sending.
+            Err(edetail_server::client::ClientError::Transport(e)) => {
+                eprintln!("oversized archive: connection closed while sending ({e})")
+            }
+            Err(e) => panic!("oversized archive: {e}"),
+        }
+        drop(huge);
         assert!(
             s.admin_client().versions().unwrap().is_empty(),
             "a hostile archive was stored"
