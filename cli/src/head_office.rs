@@ -1,5 +1,5 @@
 //! Head-office commands: `serve`, `publish`, `retire`, `token`, `share`, `hcp`,
-//! `insights`, `export`, `simulate`. Thin wrappers over `edetail_server`; every
+//! `insights`, `audit`, `export`, `simulate`. Thin wrappers over `edetail_server`; every
 //! command except `serve` talks to a running server over HTTP with an admin token.
 
 use std::io::Write;
@@ -154,6 +154,16 @@ pub enum Command {
         /// interactions, answers, reactions, channels, trend, paths, questions).
         #[arg(long)]
         section: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Print the audit log of admin actions (newest first).
+    Audit {
+        /// Most rows to print.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
         #[command(flatten)]
         conn: Conn,
     },
@@ -415,6 +425,24 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
                 report::render(&report::overview_sections(&r), section.as_deref(), format)
             };
             match out {
+                Ok(s) => {
+                    print!("{s}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => bail!(e),
+            }
+        }
+        Command::Audit {
+            limit,
+            format,
+            conn,
+        } => {
+            let rows = conn.client()?.audit(limit)?;
+            if format == Format::Json {
+                println!("{}", report::json(&rows));
+                return Ok(ExitCode::SUCCESS);
+            }
+            match report::render(&report::audit_sections(&rows), None, format) {
                 Ok(s) => {
                     print!("{s}");
                     Ok(ExitCode::SUCCESS)
