@@ -17,7 +17,7 @@
 //! attribute, script URL, frame/object/embed/base/form/meta element or style carrying
 //! `url()`/`expression()` that ever enters the DOM. The test walks every slide, opens
 //! every popup, every tab and accordion item, answers every question, opens the ISI and
-//! the overview, hovers everything; nothing may be recorded. A last self-check inserts
+//! the overview and the references, hovers everything; nothing may be recorded. A last self-check inserts
 //! a known vector and requires the sentinel to catch it (so the test can fail).
 //!
 //! `csp_blocks_inline_script`: the app page served by the real server (`edetail
@@ -550,6 +550,16 @@ fn xss_corpus_does_not_execute(s: &Session) -> Result<()> {
     wd.press(keys::ESCAPE)?;
     wd.click_css(&testid("overview"))?;
     wd.wait_find(&testid("overview-panel"), WAIT)?;
+    settle(wd)?;
+    wd.press(keys::ESCAPE)?;
+    wd.wait_js(
+        "the overview to close",
+        "!document.querySelector('[data-testid=overview-panel]')",
+        WAIT,
+    )?;
+    // The references panel (citations carry payloads).
+    wd.click_css(&testid("references"))?;
+    wd.wait_find(&testid("references-panel"), WAIT)?;
     settle(wd)?;
     wd.press(keys::ESCAPE)?;
     // Late handlers (image errors, timers).
