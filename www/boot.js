@@ -1,6 +1,27 @@
 // Starts the wasm player. A separate file (not inline) so the page works under a
 // Content-Security-Policy without 'unsafe-inline'.
 import init from "./edetail_runtime.js";
+
+// Fetch the bundle while the wasm downloads and compiles: the player's own requests
+// for the same URLs (`?bundle=` links, no Authorization header) are answered from
+// these preloads instead of starting only once the wasm runs.
+try {
+  const b = new URLSearchParams(location.search).get("bundle");
+  if (b) {
+    const base = b.endsWith("/") ? b : b + "/";
+    for (const f of ["bundle.sha256", "bundle.json"]) {
+      const l = document.createElement("link");
+      l.rel = "preload";
+      l.as = "fetch";
+      l.crossOrigin = "anonymous";
+      l.href = base + f;
+      document.head.appendChild(l);
+    }
+  }
+} catch (e) {
+  // Only an optimisation.
+}
+
 init().catch((e) => {
   const boot = document.getElementById("boot");
   if (boot) {

@@ -14,7 +14,10 @@
  *   {type: "edetail-update-ready", version} message. The next load runs the new version.
  * - Bundle files are cached by URL without query (cache-busting queries still work offline).
  * - Bundle assets (/assets/<64 hex>.<ext>, content-addressed, any origin): cache-first,
- *   forever. Range requests (video) are answered from the cached file.
+ *   forever. Range requests (video) are answered from the cached, verified file; on a
+ *   miss the whole file is downloaded once (shared by concurrent range requests),
+ *   verified, cached, and the range is cut from that copy: no unverified byte of a
+ *   video is ever played.
  *   Integrity: a downloaded asset is cached only when the SHA-256 of its bytes equals
  *   the 64 hex digits of its name. On a mismatch nothing is cached, open pages get
  *   {type: "edetail-integrity", url}, elements (<img>, <video>, ...) get a 502, and a
@@ -225,6 +228,49 @@ function integrityFailure(req, bad) {
   });
 }
 
+/* In-flight verified downloads of range-requested assets, by cache key. */
+const inflight = new Map();
+
+/* Download the whole asset once however many range requests wait for it, verify it
+ * and cache it when it matches. Resolves to {buf, init, verified: true|false} or
+ * {status, verified: null} (not a 200). Rejects when the network fails. */
+function verifiedDownload(cache, key) {
+  let p = inflight.get(key);
+  if (!p) {
+    p = (async () => {
+      const r = await fetch(new Request(key, { mode: 'cors', credentials: 'same-origin' }));
+      if (!(r.ok && r.status === 200)) return { status: r.status, verified: null };
+      const buf = await r.arrayBuffer();
+      const headers = new Headers(r.headers);
+      headers.delete('Content-Length');
+      headers.delete('Content-Encoding');
+      const init = { status: 200, statusText: r.statusText, headers };
+      const verified = await bytesMatch(buf, key);
+      if (verified) await cache.put(key, new Response(buf, init));
+      return { buf, init, verified };
+    })().finally(() => inflight.delete(key));
+    inflight.set(key, p);
+  }
+  return p;
+}
+
+/* A range request (video, audio) for an asset not cached yet: answer it from the
+ * verified whole file, never from unverified network bytes. */
+async function verifiedRange(event, cache, key, range) {
+  let got;
+  try {
+    got = await verifiedDownload(cache, key);
+  } catch (e) {
+    return new Response('asset could not be fetched', { status: 504, statusText: 'Gateway Timeout' });
+  }
+  if (got.verified === true) return rangeResponse(new Response(got.buf, got.init), range);
+  if (got.verified === false) {
+    event.waitUntil(reportIntegrity(key, event.clientId));
+    return integrityFailure(event.request, new Response(got.buf, got.init));
+  }
+  return new Response('', { status: got.status || 502 });
+}
+
 /* Content-addressed asset: cache-first, stored forever (only once verified). */
 async function assetResponse(event) {
   const req = event.request;
@@ -233,16 +279,7 @@ async function assetResponse(event) {
   const cached = await cache.match(key);
   const range = req.headers.get('range');
   if (cached) return range && cached.type !== 'opaque' ? rangeResponse(cached, range) : cached;
-  if (range) {
-    // Media asks for ranges; fetch the whole file in the background for next time
-    // (verified before it is cached; the ranges streamed now are not verified).
-    event.waitUntil(
-      fetchVerifiedAsset(cache, key, new Request(key, { mode: 'cors', credentials: 'same-origin' }))
-        .then((got) => (got.verified === false ? reportIntegrity(key, event.clientId) : null))
-        .catch(() => null),
-    );
-    return fetch(req);
-  }
+  if (range) return verifiedRange(event, cache, key, range);
   const got = await fetchVerifiedAsset(cache, key, req);
   if (got.verified === false) {
     event.waitUntil(reportIntegrity(key, event.clientId || event.resultingClientId));

@@ -39,6 +39,10 @@ pub enum K {
     Overview,
     CloseOverview,
     Isi,
+    /// The ISI button's label where the control bar is narrow (portrait iPad).
+    IsiShort,
+    /// Shown in place of a video whose bytes failed the integrity check.
+    VideoRefused,
     References,
     Close,
     Loading,
@@ -144,6 +148,8 @@ fn en(k: K) -> &'static str {
         Overview => "All slides",
         CloseOverview => "Close overview",
         Isi => "Safety information",
+        IsiShort => "Safety",
+        VideoRefused => "This video did not pass the integrity check and cannot be played.",
         References => "References",
         Close => "Close",
         Loading => "Loading presentation…",
@@ -245,6 +251,8 @@ fn ko(k: K) -> &'static str {
         Overview => "전체 슬라이드",
         CloseOverview => "전체 보기 닫기",
         Isi => "안전성 정보",
+        IsiShort => "안전성 정보",
+        VideoRefused => "이 동영상은 무결성 검사를 통과하지 못해 재생할 수 없습니다.",
         References => "참고문헌",
         Close => "닫기",
         Loading => "프레젠테이션을 불러오는 중…",

@@ -83,9 +83,54 @@ pub fn fit(w: f64, h: f64) -> Fit {
     }
 }
 
+/// Fit on a `w` x `h` stage whose rightmost `gutter` px must stay free (the MR tray
+/// handle): the canvas is chosen and scaled for `w - gutter`, then centred on the whole
+/// stage as far as the gutter allows, so the margins stay as even as they can.
+pub fn fit_beside(w: f64, h: f64, gutter: f64) -> Fit {
+    let w = if w.is_finite() && w > 1.0 { w } else { 1.0 };
+    let gutter = if gutter.is_finite() {
+        gutter.clamp(0.0, w - 1.0)
+    } else {
+        0.0
+    };
+    let mut f = fit(w - gutter, h);
+    let used = f.canvas_w * f.scale;
+    f.left = ((w - used) / 2.0).min(w - gutter - used).max(0.0);
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gutter_stays_free_and_margins_stay_even() {
+        // iPad sizes minus the 64 px bar, 44 px handle gutter.
+        for (w, h) in [
+            (1024.0, 704.0),
+            (1366.0, 960.0),
+            (810.0, 1016.0),
+            (390.0, 780.0),
+        ] {
+            let f = fit_beside(w, h, 44.0);
+            let right = f.left + f.canvas_w * f.scale;
+            assert!(right <= w - 44.0 + 1e-9, "{w}x{h}: canvas under the handle");
+            assert!(f.left >= 0.0 && f.canvas_h * f.scale <= h + 1e-9);
+            // Height-limited iPad stages keep the scale of the gutter-less fit.
+            if w > h {
+                assert!(close(f.scale, fit(w, h).scale), "{w}x{h}: scale lost");
+                // Centred as far as the gutter allows: the left margin is at most
+                // the handle's width away from the right one.
+                assert!(w - right - f.left <= 44.0 + 1e-9);
+            }
+        }
+        // 1024x704: centred would be 42.4 px each side; the gutter needs 44 on the right.
+        let f = fit_beside(1024.0, 704.0, 44.0);
+        assert!(close(f.left, 1024.0 - 44.0 - 1024.0 * f.scale));
+        // No gutter: the plain fit.
+        assert_eq!(fit_beside(1024.0, 704.0, 0.0), fit(1024.0, 704.0));
+        assert!(fit_beside(f64::NAN, 10.0, f64::NAN).scale > 0.0);
+    }
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-6

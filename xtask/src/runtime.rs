@@ -1,4 +1,7 @@
-//! `cargo xtask runtime [--dev] [--no-opt]`: build the player and assemble `dist/www/`.
+//! `cargo xtask runtime [--dev] [--no-opt] [--names]`: build the player and assemble
+//! `dist/www/` (or `$EDETAIL_DIST_WWW`, the directory the e2e tests and the benchmark
+//! read, so engineers sharing a checkout need not overwrite each other's build).
+//! `--names` keeps the wasm function names (a larger file, for CPU profiles).
 //!
 //! 1. `cargo build -p edetail-runtime --target wasm32-unknown-unknown --profile release-wasm`
 //!    (`--dev`: the dev profile, no wasm-opt; for quick iterations).
@@ -6,8 +9,10 @@
 //!    the `wasm-bindgen` crate in Cargo.lock (checked, with install instructions).
 //! 3. `wasm-opt -Oz` from the npm package `binaryen` (pinned [`BINARYEN_VERSION`]),
 //!    installed into `.tools/` on first use (Debian's wasm-opt is too old).
-//! 4. Copy the static shell from `www/` (index.html, style.css, manifest, icons, sw.js),
-//!    write `precache.json` for the service worker, and print gzipped sizes.
+//! 4. Copy the static shell from `www/` (index.html, style.css, manifest, icons, sw.js);
+//!    release builds minify the JS glue, `boot.js` and `style.css` with esbuild (pinned
+//!    [`ESBUILD_VERSION`], npm, `.tools/esbuild/`); write `precache.json` for the service
+//!    worker, and print gzipped sizes.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,12 +23,17 @@ use crate::workspace_root;
 
 /// binaryen release providing `wasm-opt`.
 pub const BINARYEN_VERSION: &str = "132.0.0";
+/// esbuild release minifying the JS glue, the boot script and the stylesheet.
+pub const ESBUILD_VERSION: &str = "0.24.2";
+/// Shell files minified in release builds (their sources in `www/` stay readable).
+const MINIFIED: &[&str] = &["edetail_runtime.js", "boot.js", "style.css"];
 const CRATE: &str = "edetail_runtime";
 const TARGET: &str = "wasm32-unknown-unknown";
 
 pub fn run(args: &[String]) -> Result<()> {
     let mut dev = false;
     let mut opt = true;
+    let mut names = false;
     for a in args {
         match a.as_str() {
             "--dev" => {
@@ -31,8 +41,11 @@ pub fn run(args: &[String]) -> Result<()> {
                 opt = false;
             }
             "--no-opt" => opt = false,
+            "--names" => names = true,
             other => {
-                bail!("unknown option `{other}` (usage: cargo xtask runtime [--dev] [--no-opt])")
+                bail!(
+                    "unknown option `{other}` (usage: cargo xtask runtime [--dev] [--no-opt] [--names])"
+                )
             }
         }
     }
@@ -75,13 +88,23 @@ pub fn run(args: &[String]) -> Result<()> {
         .join(if dev { "debug" } else { profile })
         .join(format!("{CRATE}.wasm"));
 
-    let dist = root.join("dist").join("www");
+    let dist = match std::env::var_os("EDETAIL_DIST_WWW") {
+        Some(d) => PathBuf::from(d),
+        None => root.join("dist").join("www"),
+    };
+    let dist = if dist.is_relative() {
+        root.join(dist)
+    } else {
+        dist
+    };
     if dist.exists() {
         std::fs::remove_dir_all(&dist).with_context(|| format!("clearing {}", dist.display()))?;
     }
     std::fs::create_dir_all(&dist)?;
     // dist/ is build output: keep it out of git without touching the shared .gitignore.
-    std::fs::write(root.join("dist").join(".gitignore"), "*\n")?;
+    if dist.starts_with(root.join("dist")) {
+        std::fs::write(root.join("dist").join(".gitignore"), "*\n")?;
+    }
 
     eprintln!("==> wasm-bindgen {wb_version}");
     let status = Command::new("wasm-bindgen")
@@ -109,9 +132,10 @@ pub fn run(args: &[String]) -> Result<()> {
                 "--enable-mutable-globals",
                 "--enable-reference-types",
                 "--enable-multivalue",
-                "--strip-debug",
                 "--strip-producers",
             ])
+            // `-g` keeps the names section for profiles; releases strip it.
+            .arg(if names { "-g" } else { "--strip-debug" })
             .arg(&wasm_out)
             .arg("-o")
             .arg(&wasm_out)
@@ -132,6 +156,38 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     if !dist.join("sw.js").exists() {
         eprintln!("warning: www/sw.js is missing: the app will not work offline");
+    }
+    if opt {
+        // Its own prefix: npm would prune binaryen from a shared one as extraneous.
+        let esbuild = ensure_npm_tool(
+            &root,
+            ".tools/esbuild",
+            "esbuild",
+            ESBUILD_VERSION,
+            &["bin", "esbuild"],
+        )?;
+        eprintln!(
+            "==> esbuild --minify {} (esbuild {ESBUILD_VERSION})",
+            MINIFIED.join(" ")
+        );
+        for f in MINIFIED {
+            let path = dist.join(f);
+            let mut cmd = Command::new(&esbuild);
+            cmd.arg(&path).arg("--minify").arg("--log-level=warning");
+            if f.ends_with(".js") {
+                cmd.arg("--format=esm");
+            }
+            let out = cmd
+                .output()
+                .with_context(|| format!("running esbuild on {f}"))?;
+            if !out.status.success() {
+                bail!(
+                    "esbuild failed on {f}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::fs::write(&path, out.stdout)?;
+        }
     }
     let files = write_precache(&dist)?;
     report_sizes(&dist, &files)?;
@@ -185,23 +241,34 @@ pub fn locked_version(lock: &str, name: &str) -> Option<String> {
 }
 
 fn ensure_wasm_opt(root: &Path) -> Result<PathBuf> {
-    let tools = root.join(".tools");
-    let bin = tools
-        .join("node_modules")
-        .join("binaryen")
-        .join("bin")
-        .join("wasm-opt");
-    let installed = tools
-        .join("node_modules")
-        .join("binaryen")
-        .join("package.json");
-    let have = std::fs::read_to_string(&installed)
+    ensure_npm_tool(
+        root,
+        ".tools",
+        "binaryen",
+        BINARYEN_VERSION,
+        &["bin", "wasm-opt"],
+    )
+}
+
+/// `<prefix>/node_modules/<package>/<bin...>` of npm package `package` at exactly
+/// `version`, installed on first use (`prefix` is under the ignored `.tools/`).
+fn ensure_npm_tool(
+    root: &Path,
+    prefix: &str,
+    package: &str,
+    version: &str,
+    bin: &[&str],
+) -> Result<PathBuf> {
+    let tools = root.join(prefix);
+    let pkg = tools.join("node_modules").join(package);
+    let exe = bin.iter().fold(pkg.clone(), |p, part| p.join(part));
+    let have = std::fs::read_to_string(pkg.join("package.json"))
         .ok()
-        .is_some_and(|p| p.contains(&format!("\"version\": \"{BINARYEN_VERSION}\"")));
-    if !(have && bin.exists()) {
-        eprintln!("==> npm install --prefix .tools binaryen@{BINARYEN_VERSION}");
+        .is_some_and(|p| p.contains(&format!("\"version\": \"{version}\"")));
+    if !(have && exe.exists()) {
+        eprintln!("==> npm install --prefix {prefix} {package}@{version}");
         std::fs::create_dir_all(&tools)?;
-        std::fs::write(tools.join(".gitignore"), "*\n")?;
+        std::fs::write(root.join(".tools").join(".gitignore"), "*\n")?;
         let status = Command::new("npm")
             .args([
                 "install",
@@ -211,14 +278,16 @@ fn ensure_wasm_opt(root: &Path) -> Result<PathBuf> {
                 "--prefix",
             ])
             .arg(&tools)
-            .arg(format!("binaryen@{BINARYEN_VERSION}"))
+            .arg(format!("{package}@{version}"))
             .status()
-            .context("running npm (needed once to fetch binaryen's wasm-opt; install Node.js)")?;
-        if !status.success() || !bin.exists() {
-            bail!("could not install binaryen {BINARYEN_VERSION} with npm into .tools/");
+            .with_context(|| {
+                format!("running npm (needed once to fetch {package}; install Node.js)")
+            })?;
+        if !status.success() || !exe.exists() {
+            bail!("could not install {package} {version} with npm into {prefix}/");
         }
     }
-    Ok(bin)
+    Ok(exe)
 }
 
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {

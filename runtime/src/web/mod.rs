@@ -18,7 +18,16 @@ use crate::i18n::{K, Lang, approval_window, t};
 use crate::options::Options;
 use load::Loaded;
 
+/// `performance.mark(name)`: the boot's milestones for the benchmark
+/// (`edetail:start`, `edetail:loaded`, then the player's `edetail:first-slide`).
+pub fn mark(name: &str) {
+    if let Some(p) = dom::window().performance() {
+        let _ = p.mark(name);
+    }
+}
+
 pub fn start() {
+    mark("edetail:start");
     let doc = dom::document();
     let root = doc.create_element("div").expect("div");
     root.set_id("app");
@@ -88,17 +97,20 @@ impl Component for App {
 
     fn update(&mut self, ctx: &Context<Self>, msg: Msg) -> bool {
         match msg {
-            Msg::Loaded(r) => match *r {
-                Ok(l) => {
-                    let lang = lang_for(&self.opts, &l.bundle.deck.locale);
-                    dom::document()
-                        .document_element()
-                        .map(|e| e.set_attribute("lang", lang.tag()));
-                    dom::document().set_title(&l.bundle.deck.title);
-                    self.state = State::Ready(Rc::new(l));
+            Msg::Loaded(r) => {
+                mark("edetail:loaded");
+                match *r {
+                    Ok(l) => {
+                        let lang = lang_for(&self.opts, &l.bundle.deck.locale);
+                        dom::document()
+                            .document_element()
+                            .map(|e| e.set_attribute("lang", lang.tag()));
+                        dom::document().set_title(&l.bundle.deck.title);
+                        self.state = State::Ready(Rc::new(l));
+                    }
+                    Err(r) => self.state = State::Refused(r),
                 }
-                Err(r) => self.state = State::Refused(r),
-            },
+            }
             Msg::Retry => {
                 self.state = State::Loading;
                 let o = self.opts.clone();

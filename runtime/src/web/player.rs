@@ -29,6 +29,9 @@ use crate::tracking::{SessionContext, Subscription, SyncStatus, Tracker};
 
 /// Height of the control bar, CSS px (plus the bottom safe-area inset).
 const BAR_PX: f64 = 64.0;
+/// Width kept free on the right of the stage for the tray handle in MR and preview
+/// modes (the handle's width in style.css).
+const HANDLE_PX: f64 = 44.0;
 /// Events kept for the inspector.
 const INSPECTOR_MAX: usize = 100;
 /// Where a swipe may not start: interactive regions own their gestures.
@@ -101,7 +104,13 @@ pub enum Msg {
     Rerender,
     AssetReady(String, String),
     AssetBad(String),
+    /// The service worker found an asset (`detail` URL) whose bytes do not match its
+    /// sha256 name (a video it was asked to stream, a poster, ...).
+    Integrity(String),
 }
+
+/// A callback handed to JS that takes one argument.
+type JsCallback = Closure<dyn FnMut(wasm_bindgen::JsValue)>;
 
 /// A DOM event wrapper (keeps `Msg` readable).
 pub type Event2 = web_sys::Event;
@@ -109,7 +118,8 @@ pub type Event2 = web_sys::Event;
 pub struct Player {
     lang: Lang,
     mode: Mode,
-    html: HashMap<String, AttrValue>,
+    /// Slide HTML with asset references rewritten, made when a slide is first mounted.
+    html: std::cell::RefCell<HashMap<String, AttrValue>>,
     nav: Nav,
     phase: Phase,
     overlay: Option<Overlay>,
@@ -149,6 +159,13 @@ pub struct Player {
     /// Verified image assets: bundle path -> blob URL.
     assets: HashMap<String, String>,
     pending: std::collections::HashSet<String>,
+    /// Asset files (`<sha256>.<ext>`) the service worker reported as tampered: their
+    /// videos are never given a source again.
+    blocked: std::collections::HashSet<String>,
+    /// Reports the stage's size changes (and the callback it calls).
+    resize_obs: Option<(web_sys::ResizeObserver, JsCallback)>,
+    /// The stage element `resize_obs` watches.
+    observed: Option<Element>,
     /// `performance.mark("edetail:first-slide")` done.
     marked: bool,
     _listeners: Vec<Closure<dyn FnMut(web_sys::Event)>>,
@@ -692,20 +709,47 @@ impl Player {
         self.after(ctx, out, via)
     }
 
-    /// Give every `img[data-asset]` without a `src` its verified blob URL, fetching and
-    /// checking (sha256 and size against the manifest) the ones not seen yet. A
-    /// mismatch, or an image the manifest does not list, refuses the presentation.
+    /// Give every `[data-asset]` (images, captions) without a `src` and every
+    /// `video[data-poster]` without a poster its verified blob URL, fetching and checking
+    /// (sha256 and size against the manifest) the ones not seen yet. A mismatch, or an
+    /// asset the manifest does not list, refuses the presentation. Video sources
+    /// (`source[data-video]`) get their URL once the service worker, which verifies
+    /// video bytes before they play, controls the page (or in preview mode).
     fn fill_assets(&mut self, ctx: &Context<Self>) {
-        let Ok(list) = dom::document().query_selector_all("img[data-asset]:not([src])") else {
+        let Ok(list) = dom::document().query_selector_all(
+            "[data-asset]:not([src]),video[data-poster]:not([poster]),source[data-video]:not([src])",
+        ) else {
             return;
         };
+        let mut can_stream: Option<bool> = None;
         for i in 0..list.length() {
-            let Some(img) = list.item(i).and_then(|n| n.dyn_into::<Element>().ok()) else {
+            let Some(el) = list.item(i).and_then(|n| n.dyn_into::<Element>().ok()) else {
                 continue;
             };
-            let path = img.get_attribute("data-asset").unwrap_or_default();
+            if let Some(url) = el.get_attribute("data-video") {
+                if self.blocked.contains(asset_file(&url)) {
+                    block_video(&el, self.lang);
+                    continue;
+                }
+                let ok = *can_stream
+                    .get_or_insert_with(|| self.mode == Mode::Preview || sw_controls_page());
+                if ok {
+                    let _ = el.set_attribute("src", &url);
+                    if let Some(v) = el
+                        .parent_element()
+                        .and_then(|p| p.dyn_into::<web_sys::HtmlMediaElement>().ok())
+                    {
+                        v.load();
+                    }
+                }
+                continue;
+            }
+            let (attr, path) = match el.get_attribute("data-poster") {
+                Some(p) => ("poster", p),
+                None => ("src", el.get_attribute("data-asset").unwrap_or_default()),
+            };
             if let Some(url) = self.assets.get(&path) {
-                let _ = img.set_attribute("src", url);
+                let _ = el.set_attribute(attr, url);
                 continue;
             }
             if !self.pending.insert(path.clone()) {
@@ -725,12 +769,21 @@ impl Player {
         }
     }
 
+    /// Stage width kept free on the right for the tray handle (MR and preview).
+    fn gutter(&self) -> f64 {
+        if matches!(self.mode, Mode::MrLed | Mode::Preview) {
+            HANDLE_PX
+        } else {
+            0.0
+        }
+    }
+
     fn measure(&mut self) -> bool {
         let Some(stage) = self.stage.cast::<Element>() else {
             return false;
         };
         let r = stage.get_bounding_client_rect();
-        let f = scale::fit(r.width(), r.height());
+        let f = scale::fit_beside(r.width(), r.height(), self.gutter());
         if (f.scale - self.fit.scale).abs() > 1e-4
             || f.canvas_w != self.fit.canvas_w
             || (f.left - self.fit.left).abs() > 0.5
@@ -741,6 +794,46 @@ impl Player {
         } else {
             false
         }
+    }
+}
+
+/// The file name (`<sha256>.<ext>`) of an asset URL or bundle path.
+fn asset_file(url: &str) -> &str {
+    url.rsplit_once("/assets/")
+        .or_else(|| url.split_once("assets/"))
+        .map_or(url, |(_, f)| f)
+}
+
+/// Whether a service worker controls this page (it verifies video bytes).
+fn sw_controls_page() -> bool {
+    let nav = dom::window().navigator();
+    js_sys::Reflect::get(&nav, &"serviceWorker".into())
+        .ok()
+        .filter(|c| c.is_object())
+        .and_then(|c| js_sys::Reflect::get(&c, &"controller".into()).ok())
+        .is_some_and(|c| c.is_object())
+}
+
+/// Take the source off a video whose bytes failed the integrity check and say so in
+/// its place (once).
+fn block_video(source: &Element, lang: Lang) {
+    let _ = source.remove_attribute("src");
+    let Some(video) = source.parent_element() else {
+        return;
+    };
+    if video.has_attribute("data-refused") {
+        return;
+    }
+    let _ = video.set_attribute("data-refused", "integrity");
+    if let Some(v) = video.dyn_ref::<web_sys::HtmlMediaElement>() {
+        v.load();
+    }
+    if let Ok(p) = dom::document().create_element("p") {
+        let _ = p.set_attribute("class", "ed-video-refused");
+        let _ = p.set_attribute("role", "alert");
+        let _ = p.set_attribute("data-testid", "video-refused");
+        p.set_text_content(Some(t(lang, K::VideoRefused)));
+        let _ = video.after_with_node_1(&p);
     }
 }
 
@@ -790,16 +883,6 @@ impl yew::Component for Player {
             Some(x) => Lang::from_locale(x),
             None => Lang::from_locale(&b.deck.locale),
         };
-        let html = b
-            .slides
-            .iter()
-            .map(|s| {
-                (
-                    s.id.clone(),
-                    AttrValue::from(enhance::rewrite_assets(&s.html, &l.base)),
-                )
-            })
-            .collect();
         let steps = b.slides.iter().map(|s| (s.id.clone(), s.steps)).collect();
         let order = sequence::flow_order(b);
         // `admit` guarantees a non-empty flow; keep a refusal rather than a panic anyway.
@@ -835,7 +918,7 @@ impl yew::Component for Player {
         let mut p = Player {
             lang,
             mode,
-            html,
+            html: Default::default(),
             nav,
             phase: if mode == Mode::MrLed {
                 Phase::StartCall
@@ -850,7 +933,17 @@ impl yew::Component for Player {
             sync: SyncStatus::default(),
             events: vec![],
             summary: CallSummary::default(),
-            fit: scale::fit(w, (h - BAR_PX).max(1.0)),
+            // A first guess (the stage observer measures the real stage before the
+            // first paint): MR and preview keep a gutter for the tray handle.
+            fit: scale::fit_beside(
+                w,
+                (h - BAR_PX).max(1.0),
+                if matches!(mode, Mode::MrLed | Mode::Preview) {
+                    HANDLE_PX
+                } else {
+                    0.0
+                },
+            ),
             announce: String::new(),
             swipe: SwipeTracker::default(),
             answers: BTreeMap::new(),
@@ -878,6 +971,9 @@ impl yew::Component for Player {
             refusal,
             assets: HashMap::new(),
             pending: Default::default(),
+            blocked: Default::default(),
+            resize_obs: None,
+            observed: None,
             marked: false,
             _listeners: vec![],
         };
@@ -997,8 +1093,15 @@ impl yew::Component for Player {
                 true
             }
             Msg::Sync(s) => {
+                // Only the MR badge and tray and the preview inspector show the sync
+                // state, and only these fields: every event written changes the status,
+                // and a render per change would double the cost of a slide change.
+                let shown = matches!(self.mode, Mode::MrLed | Mode::Preview)
+                    && (s.unsynced != self.sync.unsynced
+                        || s.last_sync_ms != self.sync.last_sync_ms
+                        || s.last_error != self.sync.last_error);
                 self.sync = s;
-                true
+                shown
             }
             Msg::Tracked(e) => {
                 self.summary.record(&e);
@@ -1223,6 +1326,29 @@ impl yew::Component for Player {
                 self.fill_assets(ctx);
                 false
             }
+            Msg::Integrity(url) => {
+                let file = asset_file(&url).to_string();
+                if file.is_empty() || !self.blocked.insert(file.clone()) {
+                    return false;
+                }
+                self.emit(EventKind::RuntimeError {
+                    message: format!(
+                        "integrity: asset `assets/{file}` does not match its sha256; not played"
+                    ),
+                });
+                if let Ok(list) = dom::document().query_selector_all("source[data-video]") {
+                    for i in 0..list.length() {
+                        if let Some(el) = list.item(i).and_then(|n| n.dyn_into::<Element>().ok())
+                            && el
+                                .get_attribute("data-video")
+                                .is_some_and(|v| asset_file(&v) == file)
+                        {
+                            block_video(&el, self.lang);
+                        }
+                    }
+                }
+                false
+            }
             Msg::AssetBad(path) => {
                 self.refusal = Some(Refusal::Integrity(format!(
                     "asset `{path}` does not match its sha256"
@@ -1249,10 +1375,40 @@ impl yew::Component for Player {
             let _ = win.add_event_listener_with_callback("resize", resize.as_ref().unchecked_ref());
             self._listeners.push(key);
             self._listeners.push(resize);
+            // The service worker's integrity reports (window event from tracking).
+            let link = ctx.link().clone();
+            let integrity = Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
+                let url = js_sys::Reflect::get(&e, &"detail".into())
+                    .ok()
+                    .and_then(|d| d.as_string())
+                    .unwrap_or_default();
+                link.send_message(Msg::Integrity(url));
+            });
+            let _ = win.add_event_listener_with_callback(
+                "edetail-integrity",
+                integrity.as_ref().unchecked_ref(),
+            );
+            self._listeners.push(integrity);
+            // Video sources wait for the worker to control the page (first visit).
+            if let Some(c) = js_sys::Reflect::get(&win.navigator(), &"serviceWorker".into())
+                .ok()
+                .and_then(|c| c.dyn_into::<web_sys::EventTarget>().ok())
+            {
+                let link = ctx.link().clone();
+                let cb = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+                    link.send_message(Msg::Rerender)
+                });
+                let _ = c.add_event_listener_with_callback(
+                    "controllerchange",
+                    cb.as_ref().unchecked_ref(),
+                );
+                self._listeners.push(cb);
+            }
         }
-        // The stage size can change without a window resize (inspector, phase change).
+        // The stage size can change without a window resize (inspector, phase change):
+        // a ResizeObserver reports it after layout, so no render forces a layout.
         if self.phase == Phase::Presenting {
-            self.measure_and_maybe_rerender(ctx);
+            self.observe_stage(ctx);
         }
         if let Some(root) = self.slides_ref.cast::<Element>() {
             if !root.has_attribute("data-media") {
@@ -1303,9 +1459,7 @@ impl yew::Component for Player {
         self.fill_assets(ctx);
         if !self.marked && self.current_slide_el().is_some() {
             self.marked = true;
-            if let Some(p) = dom::window().performance() {
-                let _ = p.mark("edetail:first-slide");
-            }
+            super::mark("edetail:first-slide");
         }
         if self.focus_dialog {
             self.focus_dialog = false;
@@ -1371,6 +1525,49 @@ impl Player {
         }
     }
 
+    /// Watch the stage's size (once per stage element): the observer's callback runs
+    /// after layout, so measuring there costs no extra layout, unlike a measurement
+    /// after every render (which forced one per slide change).
+    fn observe_stage(&mut self, ctx: &Context<Self>) {
+        let Some(stage) = self.stage.cast::<Element>() else {
+            return;
+        };
+        if self.observed.as_ref() == Some(&stage) {
+            return;
+        }
+        if self.resize_obs.is_none() {
+            let link = ctx.link().clone();
+            let cb = Closure::<dyn FnMut(wasm_bindgen::JsValue)>::new(move |_| {
+                link.send_message(Msg::Resize)
+            });
+            match web_sys::ResizeObserver::new(cb.as_ref().unchecked_ref()) {
+                Ok(o) => {
+                    self.resize_obs = Some((o, cb));
+                }
+                Err(_) => {
+                    // No ResizeObserver: measure now (window resizes still re-measure).
+                    self.observed = Some(stage);
+                    self.measure_and_maybe_rerender(ctx);
+                    return;
+                }
+            }
+        }
+        if let Some((o, _)) = &self.resize_obs {
+            o.disconnect();
+            o.observe(&stage);
+        }
+        self.observed = Some(stage);
+    }
+
+    /// A slide's HTML with asset references rewritten (cached).
+    fn slide_html(&self, base: &str, s: &Slide) -> AttrValue {
+        self.html
+            .borrow_mut()
+            .entry(s.id.clone())
+            .or_insert_with(|| AttrValue::from(enhance::rewrite_assets(&s.html, base)))
+            .clone()
+    }
+
     fn view_presenting(&self, ctx: &Context<Self>) -> Html {
         let link = ctx.link();
         let b = &ctx.props().loaded.bundle;
@@ -1391,7 +1588,7 @@ impl Player {
         let logo = b.theme.logo.clone();
         let slides = mounted.into_iter().filter_map(|(id, pos)| {
             let s = b.slide(&id)?;
-            let html = self.html.get(&id).cloned().unwrap_or_default();
+            let html = self.slide_html(&ctx.props().loaded.base, s);
             let current = pos == "is-current";
             Some(html! {
                 <section key={id.clone()}
@@ -1481,7 +1678,7 @@ impl Player {
                     }
                     if b.isi.is_some() {
                         <button class="ctl ctl-text isi-btn" id="btn-isi" data-testid="isi" onclick={link.callback(|_| Msg::Open(Overlay::Isi))}>
-                            { icon("isi") }<span class="label">{ t(lang, K::Isi) }</span></button>
+                            { icon("isi") }<span class="label label-long">{ t(lang, K::Isi) }</span><span class="label label-short">{ t(lang, K::IsiShort) }</span></button>
                     }
                     <button class="ctl" id="btn-prev" data-testid="prev" aria-label={t(lang, K::Prev)} disabled={!self.nav.has_prev()}
                         onclick={link.callback(|_| Msg::Prev(NavVia::Button))}>{ icon("prev") }</button>

@@ -18,6 +18,13 @@
 //!    the wasm linear memory size before/after.
 //!
 //! Prints medians (and spread) with the budgets; it measures, it does not assert.
+//!
+//! Options: `--runs N` (default 10), `--no-cold`, `--no-sw`, `--no-walk`, `--profile`
+//! (a CPU profile of the walk through the DevTools protocol: top functions by self time;
+//! wasm function names need a build with names, `cargo xtask runtime --names`).
+//! Also printed: where the cold start goes (resource timing of the wasm and the bundle,
+//! and the runtime's `edetail:*` performance marks) and the load average before and
+//! after, since the machine may be shared.
 
 use std::path::Path;
 use std::time::Duration;
@@ -97,6 +104,16 @@ fn chromium() -> Result<Session> {
     )
 }
 
+/// Where the first slide's time went: resource timing and the runtime's marks (ms from
+/// navigation start; NaN when missing).
+const BREAKDOWN: &str = "const r = (re) => performance.getEntriesByType('resource').find(e => re.test(e.name));
+  const m = (n) => { const e = performance.getEntriesByName(n)[0]; return e ? e.startTime : null; };
+  const w = r(/edetail_runtime_bg\\.wasm/), js = r(/edetail_runtime\\.js/), b = r(/bundle\\.json/), h = r(/bundle\\.sha256/);
+  const nav = performance.getEntriesByType('navigation')[0];
+  return { html: nav ? nav.responseEnd : null, js: js ? js.responseEnd : null, wasm: w ? w.responseEnd : null,
+    start: m('edetail:start'), sha_start: h ? h.startTime : null, bundle_start: b ? b.startTime : null,
+    bundle_end: b ? b.responseEnd : null, loaded: m('edetail:loaded'), slide: m('edetail:first-slide') };";
+
 /// Load and wait for the probe's numbers: (slide in DOM, next frame, FCP) in ms.
 fn first_slide(s: &Session, url: &str, reload: bool) -> Result<(f64, f64, f64)> {
     if reload {
@@ -127,6 +144,99 @@ fn report(name: &str, v: &mut [f64], budget: Option<f64>) {
     );
 }
 
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Medians of the cold-start breakdown, in order of the boot.
+fn report_breakdown(title: &str, runs: &[Value]) {
+    if runs.is_empty() {
+        return;
+    }
+    println!("{title} (medians, ms from navigation start):");
+    for (k, what) in [
+        ("html", "index.html received"),
+        ("js", "edetail_runtime.js received"),
+        ("wasm", "wasm received"),
+        ("start", "wasm started (mark edetail:start)"),
+        ("sha_start", "bundle.sha256 requested"),
+        ("bundle_start", "bundle.json requested"),
+        ("bundle_end", "bundle.json received"),
+        ("loaded", "bundle verified + parsed (mark edetail:loaded)"),
+        ("slide", "first slide rendered (mark edetail:first-slide)"),
+    ] {
+        let mut v: Vec<f64> = runs.iter().filter_map(|r| r[k].as_f64()).collect();
+        if v.is_empty() {
+            println!("  {what:<48} -");
+        } else {
+            println!("  {what:<48} {:8.1}", median(&mut v));
+        }
+    }
+}
+
+/// A DevTools protocol command through chromedriver.
+fn cdp(wd: &edetail_e2e::webdriver::WebDriver, cmd: &str, params: Value) -> Result<Value> {
+    wd.cmd(
+        "POST",
+        "/goog/cdp/execute",
+        Some(serde_json::json!({ "cmd": cmd, "params": params })),
+    )
+}
+
+/// Self time per function of a `Profiler.stop` profile, top `n`.
+fn print_profile(profile: &Value, n: usize) {
+    use std::collections::HashMap;
+    let nodes = profile["nodes"].as_array().cloned().unwrap_or_default();
+    let name_of: HashMap<i64, String> = nodes
+        .iter()
+        .map(|n| {
+            let f = &n["callFrame"];
+            let url = f["url"].as_str().unwrap_or("");
+            let file = url.rsplit('/').next().unwrap_or("");
+            let name = f["functionName"].as_str().unwrap_or("");
+            let name = if name.is_empty() { "(anonymous)" } else { name };
+            (
+                n["id"].as_i64().unwrap_or(-1),
+                if file.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{name} [{file}]")
+                },
+            )
+        })
+        .collect();
+    let samples = profile["samples"].as_array().cloned().unwrap_or_default();
+    let deltas = profile["timeDeltas"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut self_us: HashMap<String, f64> = HashMap::new();
+    let mut total = 0.0;
+    // timeDeltas[i] is the time before sample i: attribute it to sample i - 1.
+    for i in 1..samples.len() {
+        let dt = deltas.get(i).and_then(Value::as_f64).unwrap_or(0.0);
+        let id = samples[i - 1].as_i64().unwrap_or(-1);
+        let name = name_of.get(&id).cloned().unwrap_or_default();
+        total += dt;
+        *self_us.entry(name).or_default() += dt;
+    }
+    let mut v: Vec<(String, f64)> = self_us.into_iter().collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!(
+        "CPU profile of the walk: {:.0} ms sampled, top {n} by self time:",
+        total / 1000.0
+    );
+    for (name, us) in v.into_iter().take(n) {
+        println!(
+            "  {:8.1} ms {:5.1}%  {name}",
+            us / 1000.0,
+            100.0 * us / total.max(1.0)
+        );
+    }
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let runs: usize = args
@@ -135,9 +245,17 @@ fn main() -> Result<()> {
         .and_then(|i| args.get(i + 1))
         .and_then(|n| n.parse().ok())
         .unwrap_or(10);
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    let (do_cold, do_sw, do_walk, do_profile) = (
+        !flag("--no-cold"),
+        !flag("--no-sw"),
+        !flag("--no-walk"),
+        flag("--profile"),
+    );
     if let Some(why) = Browser::Chromium.missing() {
         bail!("Chromium is needed: {why}");
     }
+    let load_before = loadavg();
     // A synthetic deck whose main flow has more than 200 slides.
     let tmp = tempfile::tempdir()?;
     let deck = tmp.path().join("deck");
@@ -153,8 +271,11 @@ fn main() -> Result<()> {
     std::fs::write(&index, html)?;
     site.start()?;
     let url = site.player_url("synth", "mode=self");
+    let bundle_bytes = std::fs::metadata(site.bundle_dir("synth").join("bundle.json"))
+        .map(|m| m.len())
+        .unwrap_or(0);
     println!(
-        "runtime_bench: synthetic deck, {} slides ({flow} in the main flow), {runs} runs, headless Chromium, {} cores",
+        "runtime_bench: synthetic deck, {} slides ({flow} in the main flow, bundle.json {bundle_bytes} B), {runs} runs, headless Chromium, {} cores, load average {load_before}",
         bundle.slides.len(),
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -162,62 +283,115 @@ fn main() -> Result<()> {
     );
 
     // 1a. Cold: a new profile each run.
-    let (mut cold_dom, mut cold_paint, mut cold_fcp) = (vec![], vec![], vec![]);
-    for _ in 0..runs {
+    let (mut cold_dom, mut cold_paint, mut cold_fcp, mut cold_parts) =
+        (vec![], vec![], vec![], vec![]);
+    for _ in 0..if do_cold { runs } else { 0 } {
         let s = chromium()?;
         s.wd.set_viewport(1024, 768)?;
         let (d, p, f) = first_slide(&s, &url, false)?;
         cold_dom.push(d);
         cold_paint.push(p);
         cold_fcp.push(f);
+        cold_parts.push(s.wd.js(BREAKDOWN, vec![])?);
     }
     // 1b. From the SW cache: install, one online reload (bundle through the SW), then
     // the server goes away and every measured load comes from the caches.
     let s = chromium()?;
     s.wd.set_viewport(1024, 768)?;
     first_slide(&s, &url, false)?;
-    s.wd.wait_js(
-        "the service worker",
-        "navigator.serviceWorker && navigator.serviceWorker.controller",
-        Duration::from_secs(20),
-    )?;
-    first_slide(&s, &url, true)?;
-    site.stop();
-    let (mut sw_dom, mut sw_paint, mut sw_fcp) = (vec![], vec![], vec![]);
-    for _ in 0..runs {
-        let (d, p, f) = first_slide(&s, &url, true)?;
-        if !s
-            .wd
-            .js(
-                "return !!document.querySelector('[data-testid=player]')",
-                vec![],
-            )?
-            .as_bool()
-            .unwrap_or(false)
-        {
-            bail!("offline reload did not present the deck");
+    let (mut sw_dom, mut sw_paint, mut sw_fcp, mut sw_parts) = (vec![], vec![], vec![], vec![]);
+    if do_sw {
+        s.wd.wait_js(
+            "the service worker",
+            "navigator.serviceWorker && navigator.serviceWorker.controller",
+            Duration::from_secs(20),
+        )?;
+        first_slide(&s, &url, true)?;
+        site.stop();
+        for _ in 0..runs {
+            let (d, p, f) = first_slide(&s, &url, true)?;
+            if !s
+                .wd
+                .js(
+                    "return !!document.querySelector('[data-testid=player]')",
+                    vec![],
+                )?
+                .as_bool()
+                .unwrap_or(false)
+            {
+                bail!("offline reload did not present the deck");
+            }
+            sw_dom.push(d);
+            sw_paint.push(p);
+            sw_fcp.push(f);
+            sw_parts.push(s.wd.js(BREAKDOWN, vec![])?);
         }
-        sw_dom.push(d);
-        sw_paint.push(p);
-        sw_fcp.push(f);
+        site.start()?;
     }
-    site.start()?;
+
+    println!();
+    if do_cold {
+        report("first slide in DOM, cold", &mut cold_dom, Some(200.0));
+        report(
+            "first slide painted (next frame), cold",
+            &mut cold_paint,
+            Some(200.0),
+        );
+        report("first-contentful-paint, cold", &mut cold_fcp, None);
+    }
+    if do_sw {
+        report(
+            "first slide in DOM, SW cache (server down)",
+            &mut sw_dom,
+            Some(100.0),
+        );
+        report(
+            "first slide painted (next frame), SW cache",
+            &mut sw_paint,
+            Some(100.0),
+        );
+        report("first-contentful-paint, SW cache", &mut sw_fcp, None);
+    }
+    println!();
+    report_breakdown("cold start", &cold_parts);
+    report_breakdown("start from the SW cache", &sw_parts);
+    if !do_walk {
+        println!("\nload average after: {}", loadavg());
+        return Ok(());
+    }
 
     // 2 + 3. The walk, in the same browser (online again).
     first_slide(&s, &url, true)?;
     player::enter(&s.wd, "")?;
     let wd = &s.wd;
+    // Per key press, from a capturing keydown listener on window (runs first):
+    // - `sync`: until a bubbling keydown listener registered after the player's (runs
+    //   last): the player's handler plus Yew's render, which runs in microtasks right
+    //   after the handler, and any layout the code forces;
+    // - `paint`: the rendering of the next frame (style, layout, paint): from the
+    //   requestAnimationFrame callback until a message posted from it runs;
+    // - `work`: until a MessageChannel message posted from the keydown runs (the task,
+    //   its microtasks and, when a frame is due first, that frame: an upper bound);
+    // - `frame`: keydown -> next animation frame.
     wd.js(
-        "window.__walk = { work: [], frame: [], long: [] };
+        "window.__walk = { work: [], frame: [], sync: [], paint: [], long: [] };
          try { new PerformanceObserver(l => { for (const e of l.getEntries()) window.__walk.long.push(e.duration); })
            .observe({ type: 'longtask' }); window.__walk.longtask = true; } catch (e) { window.__walk.longtask = false; }
+         let t0 = 0;
          window.addEventListener('keydown', () => {
-           const t0 = performance.now();
+           t0 = performance.now();
            const ch = new MessageChannel();
            ch.port1.onmessage = () => window.__walk.work.push(performance.now() - t0);
            ch.port2.postMessage(0);
-           requestAnimationFrame(() => window.__walk.frame.push(performance.now() - t0));
+           requestAnimationFrame(() => {
+             const tf = performance.now();
+             window.__walk.frame.push(tf - t0);
+             const c2 = new MessageChannel();
+             c2.port1.onmessage = () => window.__walk.paint.push(performance.now() - tf);
+             c2.port2.postMessage(0);
+           });
          }, true);
+         window.addEventListener('keydown', () => { window.__walk.sync.push(performance.now() - t0); }, false);
          return true;",
         vec![],
     )?;
@@ -234,6 +408,15 @@ fn main() -> Result<()> {
         )
     };
     let h0 = heap(wd)?;
+    if do_profile {
+        cdp(wd, "Profiler.enable", serde_json::json!({}))?;
+        cdp(
+            wd,
+            "Profiler.setSamplingInterval",
+            serde_json::json!({ "interval": 100 }),
+        )?;
+        cdp(wd, "Profiler.start", serde_json::json!({}))?;
+    }
     let changes = 200.min(flow.saturating_sub(1));
     let mut before = player::current(wd)?;
     for i in 0..changes {
@@ -257,6 +440,11 @@ fn main() -> Result<()> {
         "const done = arguments[arguments.length - 1]; requestAnimationFrame(() => setTimeout(() => done(true), 100));",
         vec![],
     )?;
+    let profile = if do_profile {
+        Some(cdp(wd, "Profiler.stop", serde_json::json!({}))?)
+    } else {
+        None
+    };
     let h1 = heap(wd)?;
     let w = wd.js("return window.__walk", vec![])?;
     let nums = |k: &str| -> Vec<f64> {
@@ -264,33 +452,32 @@ fn main() -> Result<()> {
             .map(|a| a.iter().filter_map(Value::as_f64).collect())
             .unwrap_or_default()
     };
-    let (mut work, mut frame, long) = (nums("work"), nums("frame"), nums("long"));
+    let (mut work, mut frame, mut sync, mut paint, long) = (
+        nums("work"),
+        nums("frame"),
+        nums("sync"),
+        nums("paint"),
+        nums("long"),
+    );
 
-    println!();
-    report("first slide in DOM, cold", &mut cold_dom, Some(200.0));
-    report(
-        "first slide painted (next frame), cold",
-        &mut cold_paint,
-        Some(200.0),
-    );
-    report("first-contentful-paint, cold", &mut cold_fcp, None);
-    report(
-        "first slide in DOM, SW cache (server down)",
-        &mut sw_dom,
-        Some(100.0),
-    );
-    report(
-        "first slide painted (next frame), SW cache",
-        &mut sw_paint,
-        Some(100.0),
-    );
-    report("first-contentful-paint, SW cache", &mut sw_fcp, None);
     println!();
     println!("walk: {changes} slide changes, {} key presses", work.len());
     report(
+        "handler + Yew render per key press (sync)",
+        &mut sync,
+        Some(4.0),
+    );
+    println!(
+        "{:<48} p90 {:8.2} ms  max {:8.2} ms",
+        "",
+        pct(&mut sync, 0.9),
+        pct(&mut sync, 1.0)
+    );
+    report("style + layout + paint of the next frame", &mut paint, None);
+    report(
         "main-thread work per key press (task+render)",
         &mut work,
-        Some(4.0),
+        None,
     );
     println!(
         "{:<48} p90 {:8.2} ms  max {:8.2} ms",
@@ -319,5 +506,9 @@ fn main() -> Result<()> {
         h0["wasm"].as_f64().unwrap_or(f64::NAN) / 1_048_576.0,
         h1["wasm"].as_f64().unwrap_or(f64::NAN) / 1_048_576.0
     );
+    if let Some(p) = profile {
+        print_profile(&p["profile"], 25);
+    }
+    println!("load average before: {load_before}, after: {}", loadavg());
     Ok(())
 }
