@@ -62,6 +62,7 @@ in_both_browsers!(
     self_serve_deck_interactions,
     delivery_survives_outage,
     expired_bundle_is_refused,
+    tampered_video_is_not_played,
     screenshots,
 );
 
@@ -329,10 +330,19 @@ fn self_serve_deck_interactions(s: &Session) -> Result<()> {
     player::enter(wd, "")?;
     gestures_and_keys(s, "title", "at-a-glance")?;
 
-    // Video: poster shown, no autoplay, plays on a tap.
+    // Video: poster shown (a verified blob, like images), no autoplay, plays on a tap
+    // (its source is set once the service worker, which verifies it, controls the page).
     player::overview_jump(wd, "how-to-take")?;
     let v = ".slide.is-current video.ed-video";
     wd.wait_find(v, WAIT)?;
+    wd.wait_js(
+        "the verified poster and the video source",
+        &format!(
+            "(() => {{ const v = document.querySelector({}); return v && v.poster && v.querySelector('source[src]'); }})()",
+            css_str(v)
+        ),
+        Duration::from_secs(20),
+    )?;
     let info = wd.js_async(
         "const done = arguments[arguments.length - 1];
          const v = document.querySelector(arguments[0]);
@@ -343,8 +353,10 @@ fn self_serve_deck_interactions(s: &Session) -> Result<()> {
         vec![json!(v)],
     )?;
     ensure!(
-        info["poster"].as_str().is_some_and(|p| p.ends_with(".png")),
-        "no poster: {info}"
+        info["poster"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("blob:")),
+        "no verified poster: {info}"
     );
     ensure!(
         info["w"].as_u64().unwrap_or(0) > 0,
@@ -698,6 +710,106 @@ fn tampered_asset_is_refused(s: &Session) -> Result<()> {
     r.map(|_| ())
 }
 
+/// A video whose bytes do not match its sha256 name is never played: the service
+/// worker downloads and verifies the whole file before it answers the player's range
+/// requests, answers a mismatch with an error, and the player shows a notice in place
+/// of the video and reports a `runtime_error` event that reaches the receiver.
+fn tampered_video_is_not_played(s: &Session) -> Result<()> {
+    let wd = &s.wd;
+    let mut site = Site::new_with(std::path::Path::new(env!("CARGO_BIN_EXE_e2e-receiver")))?;
+    let c = compile_sample("en-dosing-guide")?;
+    let b = c.bundle.clone().context("bundle")?;
+    site.add_bundle("en", &b, &c)?;
+    let video = b
+        .assets
+        .iter()
+        .find(|a| a.media_type.starts_with("video/"))
+        .context("the deck has no video")?;
+    let path = site.bundle_dir("en").join(&video.path);
+    let mut bytes = std::fs::read(&path)?;
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&path, bytes)?;
+    let file = video.path.trim_start_matches("assets/").to_string();
+    site.start()?;
+    wd.set_viewport(1024, 768)?;
+    player::open(wd, &site.player_url("en", "mode=self"))?;
+    player::enter(wd, "")?;
+    wd.wait_js(
+        "the service worker to control the page",
+        "navigator.serviceWorker && navigator.serviceWorker.controller",
+        Duration::from_secs(20),
+    )?;
+    player::overview_jump(wd, "how-to-take")?;
+    let v = ".slide.is-current video.ed-video";
+    wd.wait_find(v, WAIT)?;
+    // Record what the element gets, then ask it to play, as a tap on the play button
+    // would. Any of these events means bytes of the video reached the decoder.
+    wd.js(
+        "const v = document.querySelector(arguments[0]); window.__media = [];
+         for (const t of ['loadedmetadata', 'loadeddata', 'canplay', 'playing', 'timeupdate'])
+           v.addEventListener(t, () => window.__media.push(t));
+         const p = v.play(); if (p) p.catch(() => null); return true;",
+        vec![json!(v)],
+    )?;
+    wd.wait_js(
+        "the integrity notice in place of the video",
+        "document.querySelector('.slide.is-current [data-testid=video-refused]')",
+        Duration::from_secs(20),
+    )?;
+    std::thread::sleep(Duration::from_millis(500));
+    let state = wd.js(
+        "const v = document.querySelector(arguments[0]);
+         return { refused: v.getAttribute('data-refused'), t: v.currentTime, ready: v.readyState,
+                  src: v.currentSrc, source: v.querySelector('source').getAttribute('src') };",
+        vec![json!(v)],
+    )?;
+    ensure!(state["refused"] == "integrity", "video not marked: {state}");
+    // Nothing decoded: no current data, the clock never moved, no source left.
+    ensure!(
+        state["t"].as_f64() == Some(0.0) && state["ready"].as_u64().unwrap_or(9) < 2,
+        "the tampered video was played: {state}"
+    );
+    ensure!(
+        state["source"].is_null(),
+        "the source is still set: {state}"
+    );
+    let media = wd.js("return window.__media", vec![])?;
+    ensure!(
+        media.as_array().is_some_and(Vec::is_empty),
+        "the tampered video was decoded: {media}"
+    );
+    // However small the file (the race above is won by the report on localhost), a
+    // range request is never answered with unverified bytes: the worker marks the
+    // page's own request as a mismatch (an element gets a 502) instead of passing the
+    // network's 206 through.
+    let r = wd.js_async(
+        "const done = arguments[arguments.length - 1];
+         const url = document.querySelector(arguments[0] + ' source').getAttribute('data-video');
+         fetch(url, { headers: { Range: 'bytes=0-99' } })
+           .then(r => done({ status: r.status, integrity: r.headers.get('X-Edetail-Integrity') }))
+           .catch(e => done({ error: String(e) }));",
+        vec![json!(v)],
+    )?;
+    ensure!(
+        r["integrity"] == "mismatch",
+        "a range request got unverified bytes: {r}"
+    );
+    let events = delivered(&site, wd)?;
+    let errors = of_type(&events, "runtime_error");
+    ensure!(
+        errors.iter().any(|e| e.to_string().contains(&file)),
+        "no runtime_error naming {file}: {errors:?}"
+    );
+    ensure!(
+        !of_type(&events, "video")
+            .iter()
+            .any(|e| e.to_string().contains("\"quartile\"")),
+        "video quartile events for a refused video"
+    );
+    Ok(())
+}
+
 mod delivery_survives_outage_and_reload {
     #[test]
     fn chromium() {
@@ -746,16 +858,22 @@ fn screenshots(s: &Session) -> Result<()> {
         .join("screenshots")
         .join("e2e");
     std::fs::create_dir_all(&out)?;
-    for (sample, name, mode, slide) in [
-        ("ko-zentara-launch", "ko", "mr", "hba1c"),
-        ("en-dosing-guide", "en", "self", "populations"),
+    for (sample, name, mode, slide, suffix) in [
+        ("ko-zentara-launch", "ko", "mr", "hba1c", ""),
+        ("ko-zentara-launch", "ko", "mr", "moa", "-moa"),
+        ("en-dosing-guide", "en", "self", "populations", ""),
     ] {
         for (w, h) in [(1024, 768), (1366, 1024), (810, 1080)] {
             wd.set_viewport(w, h)?;
             player::open(wd, &site.player_url(name, &format!("mode={mode}")))?;
             player::enter(wd, "h-e2e-shots")?;
             player::overview_jump(wd, slide)?;
-            // Fonts and images in, then the shot.
+            // Fonts and (verified, so asynchronous) images in, then the shot.
+            wd.wait_js(
+                "the current slide's images",
+                "[...document.querySelectorAll('.slide.is-current img[data-asset]')].every(i => i.getAttribute('src'))",
+                WAIT,
+            )?;
             wd.js_async(
                 "const done = arguments[arguments.length - 1];
                  Promise.all([document.fonts ? document.fonts.ready : null,
@@ -766,8 +884,32 @@ fn screenshots(s: &Session) -> Result<()> {
             settle(wd)?;
             let png = wd.screenshot()?;
             ensure!(png.starts_with(b"\x89PNG"), "not a PNG");
-            let file = out.join(format!("{}-{sample}-{w}x{h}.png", s.browser.name()));
+            let file = out.join(format!("{}-{sample}{suffix}-{w}x{h}.png", s.browser.name()));
             std::fs::write(&file, png)?;
+            // Slide content stays clear of the footer (approval code, logo: at least 8 px
+            // between them; it used to touch it), and the
+            // MR tray handle stays clear of the slide.
+            let layout = wd.js(
+                "const s = document.querySelector('.slide.is-current');
+                 const foot = s.querySelector('.slide-foot').getBoundingClientRect();
+                 let bottom = -1e9;
+                 for (const e of s.querySelectorAll('.slide-body *')) {
+                   const r = e.getBoundingClientRect();
+                   if (r.width > 0 && r.height > 0) bottom = Math.max(bottom, r.bottom);
+                 }
+                 const handle = document.querySelector('[data-testid=tray-handle]');
+                 const hr = handle ? handle.getBoundingClientRect() : null;
+                 return { gap: foot.top - bottom, handle_overlap: hr ? s.getBoundingClientRect().right - hr.left : 0 };",
+                vec![],
+            )?;
+            ensure!(
+                layout["gap"].as_f64().is_some_and(|g| g >= 8.0),
+                "{sample} {slide} {w}x{h}: content runs into the footer: {layout}"
+            );
+            ensure!(
+                layout["handle_overlap"].as_f64().is_some_and(|o| o <= 0.5),
+                "{sample} {w}x{h}: the tray handle covers the slide: {layout}"
+            );
             // The slide must fit the viewport: nothing of the stage outside the window.
             let fits = wd.js(
                 "const c = document.querySelector('.slide.is-current').getBoundingClientRect(); return c.left >= -1 && c.top >= -1 && c.right <= innerWidth + 1 && c.bottom <= innerHeight + 1;",
