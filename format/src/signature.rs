@@ -30,6 +30,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// Name of the signature file in a bundle directory or archive.
@@ -83,6 +84,17 @@ pub fn signed_message(bundle_hash: &str) -> Vec<u8> {
     let mut m = MESSAGE_PREFIX.as_bytes().to_vec();
     m.extend_from_slice(bundle_hash.trim().to_ascii_lowercase().as_bytes());
     m
+}
+
+/// The fields of `bundle.sig`.
+const SIGNATURE_FIELDS: [&str; 5] = ["schema", "alg", "key_id", "bundle_hash", "sig"];
+
+fn json_object(bytes: &[u8]) -> Result<serde_json::Map<String, Value>, String> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err("expected a JSON object".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn is_hex(s: &str, len: usize) -> bool {
@@ -205,9 +217,19 @@ impl TrustedKeysJson {
 
     /// Parse `{"keys":[...]}`; any bad key fails the whole document.
     pub fn parse(bytes: &[u8]) -> Result<Vec<PublicKey>, SignatureError> {
-        let doc: TrustedKeysJson = serde_json::from_slice(bytes)
-            .map_err(|e| SignatureError::BadKey(format!("{TRUSTED_KEYS_JSON}: {e}")))?;
-        doc.keys.iter().map(|k| PublicKey::parse(k)).collect()
+        let bad = |m: String| SignatureError::BadKey(format!("{TRUSTED_KEYS_JSON}: {m}"));
+        let doc = json_object(bytes).map_err(bad)?;
+        let keys = doc
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("expected {\"keys\":[...]}".into()))?;
+        keys.iter()
+            .map(|k| {
+                k.as_str()
+                    .ok_or_else(|| bad("keys must be strings".into()))
+                    .and_then(PublicKey::parse)
+            })
+            .collect()
     }
 }
 
@@ -236,8 +258,30 @@ impl BundleSignature {
 
     /// Parse and validate the shape of `bundle.sig` (not the signature itself).
     pub fn parse(bytes: &[u8]) -> Result<BundleSignature, SignatureError> {
-        let s: BundleSignature =
-            serde_json::from_slice(bytes).map_err(|e| SignatureError::Malformed(e.to_string()))?;
+        // Through `serde_json::Value` rather than a derived `Deserialize`: the wasm
+        // runtime already carries the `Value` parser, a derived one would add code.
+        let m = json_object(bytes).map_err(SignatureError::Malformed)?;
+        if let Some(k) = m.keys().find(|k| !SIGNATURE_FIELDS.contains(&k.as_str())) {
+            return Err(SignatureError::Malformed(format!("unknown field `{k}`")));
+        }
+        let text = |f: &str| {
+            m.get(f)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| SignatureError::Malformed(format!("missing string field `{f}`")))
+        };
+        let schema = m
+            .get("schema")
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| SignatureError::Malformed("missing number field `schema`".into()))?;
+        let s = BundleSignature {
+            schema,
+            alg: text("alg")?,
+            key_id: text("key_id")?,
+            bundle_hash: text("bundle_hash")?,
+            sig: text("sig")?,
+        };
         if s.schema != SIGNATURE_SCHEMA {
             return Err(SignatureError::Malformed(format!(
                 "schema {} is not supported (expected {SIGNATURE_SCHEMA})",
@@ -427,6 +471,16 @@ mod tests {
         assert_eq!(BundleSignature::parse(&good.to_json()).unwrap(), good);
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (b"not json".to_vec(), "expected"),
+            (b"[1]".to_vec(), "JSON object"),
+            (b"{\"schema\":1}".to_vec(), "missing string field `alg`"),
+            (
+                {
+                    let mut v: serde_json::Value = serde_json::to_value(&good).unwrap();
+                    v["extra"] = 1.into();
+                    serde_json::to_vec(&v).unwrap()
+                },
+                "unknown field `extra`",
+            ),
             (
                 serde_json::to_vec(&BundleSignature {
                     schema: 2,
