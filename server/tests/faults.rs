@@ -1139,11 +1139,11 @@ fn sqlite_disk_full_gets_503_then_everything_arrives_once() {
 
 /// A database that silently stops answering (network partition: connections stay open,
 /// nothing comes back). Ingest must still answer within a bound (503), not hang until
-/// TCP gives up (minutes). Found by this test: the PostgreSQL store sets no connect,
-/// pool-wait or statement timeout, so every ingest request hangs for as long as the
-/// database is unreachable this way. Ignored until the store bounds its waits.
+/// TCP gives up (minutes). Found by this test: the PostgreSQL store had no connect,
+/// pool-wait or commit timeout; now commits are bounded (`PG_WRITE_TIMEOUT`, the
+/// stalled connection is dropped from the pool) and so is the ingest handler
+/// (`INGEST_TIMEOUT`).
 #[test]
-#[ignore = "PostgreSQL store has no timeouts: ingest hangs while the database is stalled (issue #5)"]
 fn postgres_stall_gets_503_within_a_bound() {
     if !pg_available() {
         return;

@@ -103,7 +103,7 @@ async fn pg_writer(pool: Pool, mut rx: tokio::sync::mpsc::UnboundedReceiver<PgJo
             }
         }
         let all: Vec<&EventRow> = jobs.iter().flat_map(|(rows, _)| rows.iter()).collect();
-        match ingest_with_retry(&pool, &all).await {
+        match ingest_bounded(&pool, &all).await {
             Ok(flags) => {
                 let mut it = flags.into_iter();
                 for (rows, tx) in jobs {
@@ -121,18 +121,44 @@ async fn pg_writer(pool: Pool, mut rx: tokio::sync::mpsc::UnboundedReceiver<PgJo
                 // the others are not failed with it.
                 for (rows, tx) in jobs {
                     let r: Vec<&EventRow> = rows.iter().collect();
-                    let _ = tx.send(ingest_with_retry(&pool, &r).await);
+                    let _ = tx.send(ingest_bounded(&pool, &r).await);
                 }
             }
         }
     }
 }
 
-async fn ingest_with_retry(pool: &Pool, rows: &[&EventRow]) -> Result<Vec<bool>, StoreError> {
-    let mut attempt = 0;
+/// How long one ingest commit may take before the batch is answered "unavailable".
+/// A database that stops answering (network partition, stalled server) would otherwise
+/// hold the writer, and every device's request, until TCP gives up (minutes).
+pub const PG_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+/// Connect / pool-wait bounds (a pool at its maximum waits for a free connection).
+const PG_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// [`ingest_with_retry`] within [`PG_WRITE_TIMEOUT`]. On timeout the connection is taken
+/// out of the pool (it may be mid-transaction on a stalled socket) and the batch fails as
+/// unavailable: the client resends it and rows that did commit come back `duplicate`.
+async fn ingest_bounded(pool: &Pool, rows: &[&EventRow]) -> Result<Vec<bool>, StoreError> {
     let mut c = pool.get().await.map_err(unavailable)?;
+    match tokio::time::timeout(PG_WRITE_TIMEOUT, ingest_with_retry(&mut c, rows)).await {
+        Ok(r) => r,
+        Err(_) => {
+            drop(deadpool_postgres::Object::take(c));
+            Err(StoreError::Unavailable(format!(
+                "the database did not answer within {} s",
+                PG_WRITE_TIMEOUT.as_secs()
+            )))
+        }
+    }
+}
+
+async fn ingest_with_retry(
+    c: &mut deadpool_postgres::Object,
+    rows: &[&EventRow],
+) -> Result<Vec<bool>, StoreError> {
+    let mut attempt = 0;
     loop {
-        match PgStore::ingest_once(&mut c, rows).await {
+        match PgStore::ingest_once(c, rows).await {
             Ok(f) => return Ok(f),
             Err(e) if is_retryable(&e) && attempt < 5 => {
                 attempt += 1;
@@ -187,6 +213,12 @@ impl PgStore {
         let mut cfg: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Unavailable(format!("bad PostgreSQL URL: {e}")))?;
+        if cfg.get_connect_timeout().is_none() {
+            cfg.connect_timeout(PG_CONNECT_TIMEOUT);
+        }
+        // Dead peers are noticed by the kernel instead of hanging a connection forever.
+        cfg.keepalives(true)
+            .keepalives_idle(std::time::Duration::from_secs(30));
         if let Some(s) = schema {
             if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || s.is_empty() {
                 return Err(StoreError::Unavailable(format!("bad schema name `{s}`")));
@@ -218,6 +250,9 @@ impl PgStore {
         );
         let pool = Pool::builder(mgr)
             .max_size(16)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(PG_WRITE_TIMEOUT))
+            .create_timeout(Some(PG_CONNECT_TIMEOUT))
             .build()
             .map_err(unavailable)?;
         let (ingest_tx, rx) = tokio::sync::mpsc::unbounded_channel();
