@@ -21,7 +21,8 @@
 //!
 //! Options: `--runs N` (default 10), `--no-cold`, `--no-sw`, `--no-walk`, `--profile`
 //! (a CPU profile of the walk through the DevTools protocol: top functions by self time;
-//! wasm function names need a build with names, `cargo xtask runtime --names`).
+//! wasm function names need a build with names, `cargo xtask runtime --names`),
+//! `--profile-cold` (one more cold start, profiled the same way).
 //! Also printed: where the cold start goes (resource timing of the wasm and the bundle,
 //! and the runtime's `edetail:*` performance marks) and the load average before and
 //! after, since the machine may be shared.
@@ -186,7 +187,7 @@ fn cdp(wd: &edetail_e2e::webdriver::WebDriver, cmd: &str, params: Value) -> Resu
 }
 
 /// Self time per function of a `Profiler.stop` profile, top `n`.
-fn print_profile(profile: &Value, n: usize) {
+fn print_profile(title: &str, profile: &Value, n: usize) {
     use std::collections::HashMap;
     let nodes = profile["nodes"].as_array().cloned().unwrap_or_default();
     let name_of: HashMap<i64, String> = nodes
@@ -225,7 +226,7 @@ fn print_profile(profile: &Value, n: usize) {
     let mut v: Vec<(String, f64)> = self_us.into_iter().collect();
     v.sort_by(|a, b| b.1.total_cmp(&a.1));
     println!(
-        "CPU profile of the walk: {:.0} ms sampled, top {n} by self time:",
+        "CPU profile of {title}: {:.0} ms sampled, top {n} by self time:",
         total / 1000.0
     );
     for (name, us) in v.into_iter().take(n) {
@@ -293,6 +294,21 @@ fn main() -> Result<()> {
         cold_paint.push(p);
         cold_fcp.push(f);
         cold_parts.push(s.wd.js(BREAKDOWN, vec![])?);
+    }
+    if flag("--profile-cold") {
+        let s = chromium()?;
+        s.wd.set_viewport(1024, 768)?;
+        cdp(&s.wd, "Profiler.enable", serde_json::json!({}))?;
+        cdp(
+            &s.wd,
+            "Profiler.setSamplingInterval",
+            serde_json::json!({ "interval": 100 }),
+        )?;
+        cdp(&s.wd, "Profiler.start", serde_json::json!({}))?;
+        let (d, _, _) = first_slide(&s, &url, false)?;
+        let p = cdp(&s.wd, "Profiler.stop", serde_json::json!({}))?;
+        println!("profiled cold start: first slide in DOM at {d:.1} ms");
+        print_profile("a cold start", &p["profile"], 30);
     }
     // 1b. From the SW cache: install, one online reload (bundle through the SW), then
     // the server goes away and every measured load comes from the caches.
@@ -507,7 +523,7 @@ fn main() -> Result<()> {
         h1["wasm"].as_f64().unwrap_or(f64::NAN) / 1_048_576.0
     );
     if let Some(p) = profile {
-        print_profile(&p["profile"], 25);
+        print_profile("the walk", &p["profile"], 25);
     }
     println!("load average before: {load_before}, after: {}", loadavg());
     Ok(())
