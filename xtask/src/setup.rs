@@ -9,13 +9,20 @@ use anyhow::{Context, Result, bail};
 
 use crate::{cmd, workspace_root};
 
-/// Debian packages and a binary each provides.
+/// Debian packages and a binary each provides (or, for data packages, an absolute path
+/// to a file it installs).
 const APT: &[(&str, &str)] = &[
     ("chromium", "chromium"),
     ("chromium-driver", "chromedriver"),
     ("webkit2gtk-driver", "WebKitWebDriver"),
     ("xvfb", "xvfb-run"),
     ("xauth", "xauth"),
+    // Korean glyphs for the browser tests and screenshots of the Korean sample deck
+    // (without a CJK font, Hangul renders as empty boxes).
+    (
+        "fonts-nanum",
+        "/usr/share/fonts/truetype/nanum/NanumGothic.ttf",
+    ),
 ];
 
 pub fn on_path(bin: &str) -> bool {
@@ -38,7 +45,13 @@ pub fn run(browsers: bool) -> Result<()> {
 fn apt_packages() -> Result<()> {
     let missing: Vec<&str> = APT
         .iter()
-        .filter(|(_, bin)| !on_path(bin))
+        .filter(|(_, bin)| {
+            if bin.starts_with('/') {
+                !std::path::Path::new(bin).exists()
+            } else {
+                !on_path(bin)
+            }
+        })
         .map(|(pkg, _)| *pkg)
         .collect();
     if missing.is_empty() {
