@@ -102,13 +102,15 @@ fn device_checks_signatures(s: &Session) -> Result<()> {
     site.add_bundle_signed("preview", &preview, &c, |_| None)?;
     site.start()?;
 
+    // "signed" first: presenting registers the service worker, which then has the
+    // rest of the test to install before the offline part.
     for (name, want) in [
+        ("signed", None),
         ("unsigned", Some("unsigned")),
         ("untrusted", Some("untrusted-signer")),
         ("forged", Some("bad-signature")),
         ("relabelled", Some("bad-signature")),
         ("other-bundle", Some("bad-signature")),
-        ("signed", None),
         ("preview", None),
     ] {
         player::open(wd, &site.player_url(name, "mode=self"))?;
@@ -144,13 +146,24 @@ fn device_checks_signatures(s: &Session) -> Result<()> {
     // Offline: the service worker keeps bundle.sig and trusted-keys.json like
     // bundle.sha256, so the signed deck is still verified and shown with the site gone.
     player::open(wd, &site.player_url("signed", "mode=self"))?;
-    wd.wait_js(
-        "the service worker",
-        "navigator.serviceWorker && navigator.serviceWorker.controller",
-        std::time::Duration::from_secs(20),
-    )?;
-    wd.refresh()?;
-    player::wait_loaded(wd)?;
+    // Until the worker controls the page, reload (WebKit sometimes needs a reload
+    // after activation); then one more controlled load caches this deck's files.
+    let mut controlled = false;
+    for _ in 0..4 {
+        controlled = wd
+            .wait_js(
+                "the service worker",
+                "navigator.serviceWorker && navigator.serviceWorker.controller",
+                std::time::Duration::from_secs(10),
+            )
+            .is_ok();
+        wd.refresh()?;
+        player::wait_loaded(wd)?;
+        if controlled {
+            break;
+        }
+    }
+    ensure!(controlled, "the service worker never controlled the page");
     site.stop();
     wd.refresh()?;
     player::wait_loaded(wd)?;
