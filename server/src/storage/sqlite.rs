@@ -207,8 +207,6 @@ impl SqliteStore {
         let path = data_dir.join("edetail.sqlite3");
         let mut conn = open_conn(&path)?;
         migrate(&mut conn)?;
-        // The writer's b-trees (rollup, events indexes) stay cached between groups.
-        conn.pragma_update(None, "cache_size", -131_072)?;
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let cp_path = path.clone();
         let cp = std::thread::Builder::new()
