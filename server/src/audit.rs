@@ -128,9 +128,11 @@ pub async fn record(State(st): State<Arc<AppState>>, req: Request, next: Next) -
     res
 }
 
+/// Query of `GET /api/v1/audit`. `limit` is read as text and parsed here so a bad value
+/// gets the API's JSON error body (axum's own query rejection is plain text).
 #[derive(Debug, Deserialize)]
 pub struct AuditQuery {
-    pub limit: Option<i64>,
+    pub limit: Option<String>,
 }
 
 /// `GET /api/v1/audit?limit=N` (admin only): newest first, at most 10,000 rows.
@@ -140,7 +142,13 @@ pub async fn list(
     Query(q): Query<AuditQuery>,
 ) -> Result<Response, ApiError> {
     st.admin(&headers).await?;
-    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let limit = match q.limit.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
+        None => 1000,
+        Some(l) => l.parse::<i64>().map_err(|_| {
+            ApiError::bad_request("`limit` must be a whole number of rows (1 to 10000)")
+        })?,
+    }
+    .clamp(1, 10_000);
     Ok(axum::Json(st.store.audit_log(limit).await?).into_response())
 }
 

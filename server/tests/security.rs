@@ -112,6 +112,7 @@ fn endpoints(hash: &str, sample_batch: Vec<u8>, archive: Vec<u8>) -> Vec<Endpoin
         e("GET", "/api/v1/insights/deck?deck=d", None, Access::Admin),
         e("GET", "/api/v1/export/clickstream.csv", None, Access::Admin),
         e("GET", "/api/v1/admin/stats", None, Access::Admin),
+        e("GET", "/api/v1/audit", None, Access::Admin),
     ]
     .into_iter()
     .map(|mut ep| {
@@ -399,11 +400,13 @@ fn hostile_input_gets_clear_4xx_never_500() {
             "region",
             "institution",
             "segment",
+            "limit",
         ];
         for path in [
             "/api/v1/insights/overview",
             "/api/v1/insights/deck",
             "/api/v1/export/clickstream.csv",
+            "/api/v1/audit",
         ] {
             for p in params {
                 for n in nasty {
