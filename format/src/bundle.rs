@@ -704,6 +704,19 @@ impl Bundle {
     /// Parse `bundle.json` bytes: checks the schema version first so an old or future
     /// bundle gets a clear "unsupported schema" rather than a field error.
     pub fn from_json(bytes: &[u8]) -> Result<Bundle, BundleError> {
+        Self::parse::<true>(bytes)
+    }
+
+    /// [`Bundle::from_json`] for bytes whose bundle hash the caller has already
+    /// verified (the wasm runtime computes it with WebCrypto): the same schema and
+    /// structure checks, but slide content hashes are not recomputed. They are inside
+    /// the hashed bytes, so a slide edited without its hash changes the bundle hash.
+    /// Hashes nothing: the runtime's wasm does not link sha2 through it.
+    pub fn from_verified_json(bytes: &[u8]) -> Result<Bundle, BundleError> {
+        Self::parse::<false>(bytes)
+    }
+
+    fn parse<const SLIDE_HASHES: bool>(bytes: &[u8]) -> Result<Bundle, BundleError> {
         // One parse in the common case; only a failure (or a foreign version) pays
         // for the probe that tells "unsupported schema" from "malformed".
         let schema_error = |found: Option<u64>| match found {
@@ -732,7 +745,7 @@ impl Bundle {
         if bundle.schema_version != BUNDLE_SCHEMA_VERSION {
             return Err(schema_error(Some(u64::from(bundle.schema_version))));
         }
-        bundle.validate()?;
+        bundle.check::<SLIDE_HASHES>()?;
         Ok(bundle)
     }
 
@@ -744,6 +757,18 @@ impl Bundle {
     /// Structural checks a reader relies on: unique slide ids, flow entries and link
     /// targets that exist, slide hashes that match their content.
     pub fn validate(&self) -> Result<(), BundleError> {
+        self.check::<true>()
+    }
+
+    /// [`Bundle::validate`] without the slide content hashes (see
+    /// [`Bundle::from_verified_json`]).
+    pub fn validate_structure(&self) -> Result<(), BundleError> {
+        self.check::<false>()
+    }
+
+    /// `SLIDE_HASHES` is a const parameter so that the instance without slide hashes
+    /// does not reference the hashing code at all (the wasm runtime does not link it).
+    fn check<const SLIDE_HASHES: bool>(&self) -> Result<(), BundleError> {
         let mut ids = std::collections::BTreeSet::new();
         for s in &self.slides {
             if !ids.insert(s.id.as_str()) {
@@ -776,7 +801,7 @@ impl Bundle {
                     )));
                 }
             }
-            if s.compute_content_hash() != s.content_hash {
+            if SLIDE_HASHES && s.compute_content_hash() != s.content_hash {
                 return Err(BundleError::SlideHashMismatch {
                     slide: s.id.clone(),
                 });
@@ -822,4 +847,86 @@ pub fn verify_asset(entry: &AssetEntry, bytes: &[u8]) -> Result<(), BundleError>
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A valid two-slide bundle (`b` is a detail slide linked from `a`).
+    fn bundle_json() -> serde_json::Value {
+        let slide = |id: &str, components: serde_json::Value| {
+            let mut s: Slide = serde_json::from_value(serde_json::json!({
+                "id": id, "title": format!("Title {id}"), "layout": "default",
+                "html": format!("<h1>{id}</h1>"), "components": components,
+                "content_hash": "",
+            }))
+            .expect("slide");
+            s.content_hash = s.compute_content_hash();
+            serde_json::to_value(s).expect("json")
+        };
+        let link =
+            serde_json::json!([{"type": "link", "id": "l1", "target": "b", "drilldown": true}]);
+        serde_json::json!({
+            "schema_version": BUNDLE_SCHEMA_VERSION,
+            "deck": {"id": "d", "title": "D", "version": "1.0.0", "locale": "en-US"},
+            "approval": {"code": "X-1", "valid_from": "2026-01-01", "valid_until": "2027-12-31"},
+            "tracking": {"view_threshold_ms": 2000},
+            "theme": {"primary": "#000", "accent": "#111", "background": "#fff", "text": "#222",
+                      "font_family": "system-ui"},
+            "flow": [{"id": "main", "title": "Main", "slides": ["a"]}],
+            "slides": [slide("a", link), slide("b", serde_json::json!([]))],
+        })
+    }
+
+    fn bytes(v: &serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(v).expect("json")
+    }
+
+    #[test]
+    fn verified_json_checks_schema_and_structure_but_not_slide_hashes() {
+        let good = bundle_json();
+        let parsed = Bundle::from_verified_json(&bytes(&good)).expect("valid");
+        assert_eq!(parsed, Bundle::from_json(&bytes(&good)).expect("valid"));
+        assert_eq!(parsed.validate_structure(), Ok(()));
+
+        // A slide edited without its content hash: only from_json notices (the
+        // caller of from_verified_json relies on the bundle hash for that).
+        let mut edited = good.clone();
+        edited["slides"][0]["html"] = "<h1>changed</h1>".into();
+        assert_eq!(
+            Bundle::from_json(&bytes(&edited)),
+            Err(BundleError::SlideHashMismatch { slide: "a".into() })
+        );
+        let b = Bundle::from_verified_json(&bytes(&edited)).expect("structure is fine");
+        assert_eq!(b.slides[0].html, "<h1>changed</h1>");
+        assert!(b.validate_structure().is_ok());
+        assert!(b.validate().is_err());
+
+        // Schema and structure refusals are the same as from_json's.
+        let mut other = good.clone();
+        other["schema_version"] = 2.into();
+        assert_eq!(
+            Bundle::from_verified_json(&bytes(&other)),
+            Err(BundleError::UnsupportedSchema { found: 2 })
+        );
+        let mut dangling = good.clone();
+        dangling["slides"][0]["components"][0]["target"] = "zz".into();
+        let e = Bundle::from_verified_json(&bytes(&dangling));
+        assert!(matches!(&e, Err(BundleError::Invalid(m)) if m.contains("unknown slide `zz`")));
+        let mut dup = good.clone();
+        dup["slides"][1]["id"] = "a".into();
+        let e = Bundle::from_verified_json(&bytes(&dup));
+        assert!(matches!(&e, Err(BundleError::Invalid(m)) if m.contains("duplicate slide id")));
+        let mut empty = good;
+        empty["flow"][0]["slides"] = serde_json::json!([]);
+        assert!(matches!(
+            Bundle::from_verified_json(&bytes(&empty)),
+            Err(BundleError::Invalid(_))
+        ));
+        assert!(matches!(
+            Bundle::from_verified_json(b"<html>404</html>"),
+            Err(BundleError::Malformed(_))
+        ));
+    }
 }

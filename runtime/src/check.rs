@@ -1,10 +1,14 @@
-//! Whether a fetched bundle may be presented: integrity (bundle hash, slide hashes,
-//! schema version), the MLR approval window, and the signature (`bundle.sig` by a key
-//! of the app's `trusted-keys.json`; preview bundles skip it). The ed25519 check itself
-//! runs in the browser (WebCrypto, `web::load`); everything before it is here.
+//! Whether a fetched bundle may be presented: integrity (bundle hash, schema version,
+//! structure), the MLR approval window, and the signature (`bundle.sig` by a key of the
+//! app's `trusted-keys.json`; preview bundles skip it). Every hash the player needs
+//! (bundle hash, asset hashes, key ids) and the ed25519 check itself are computed in the
+//! browser with WebCrypto (`web::dom::sha256_hex`, `web::load`), so the wasm carries no
+//! SHA-256 code; the decisions on those results are here, and tested natively.
 
-use edetail_format::bundle::{Bundle, BundleError, WindowStatus, verify_and_parse};
-use edetail_format::signature::{SignatureError, TrustedKeysJson, VerifyRequest, check_claims};
+use edetail_format::bundle::{AssetEntry, Bundle, BundleError, WindowStatus};
+use edetail_format::signature::{
+    BundleSignature, PublicKey, SignatureError, TrustedKeysJson, VerifyRequest, signed_message,
+};
 
 /// Why the player refuses to present (shown full-screen, localized).
 #[derive(Debug, Clone, PartialEq)]
@@ -55,21 +59,74 @@ pub fn needs_signature(bundle: &Bundle) -> bool {
     !bundle.preview
 }
 
+/// The keys of `trusted-keys.json` (its bytes); any bad key refuses (untrusted signer).
+pub fn trusted_keys(bytes: &[u8]) -> Result<Vec<PublicKey>, Refusal> {
+    Ok(TrustedKeysJson::parse(bytes)?)
+}
+
+/// A trusted key and its key id (`format::signature::key_id`: hex of the first 8 bytes
+/// of the key's sha256, computed by the caller: WebCrypto in the browser).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrustedKey {
+    pub key: PublicKey,
+    pub id: String,
+}
+
+/// The key id from the hex sha256 of the key's 32 bytes.
+pub fn key_id_from_sha256(sha256_hex: &str) -> String {
+    sha256_hex
+        .get(..16)
+        .unwrap_or(sha256_hex)
+        .to_ascii_lowercase()
+}
+
+/// What WebCrypto must verify, and the id of the key that should have signed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claims {
+    pub request: VerifyRequest,
+    pub key_id: String,
+}
+
 /// Everything before the ed25519 check: `sig` is `bundle.sig` (None: the server has
-/// none, HTTP 404), `trusted_keys` the bytes of `trusted-keys.json`. Returns the
-/// request for WebCrypto: its public key, message and signature.
+/// none, HTTP 404), `trusted` the app's keys with their ids. The same checks, in the
+/// same order and with the same errors, as `format::signature::check_claims` (which
+/// the server uses; a test holds them equal), but with the key ids computed by the
+/// caller so that the wasm does not hash.
 pub fn signature_claims(
     hash: &str,
     sig: Option<&[u8]>,
-    trusted_keys: &[u8],
-) -> Result<VerifyRequest, Refusal> {
-    let keys = TrustedKeysJson::parse(trusted_keys)?;
-    Ok(check_claims(sig, hash, &keys)?)
+    trusted: &[TrustedKey],
+) -> Result<Claims, Refusal> {
+    if trusted.is_empty() {
+        return Err(SignatureError::NoTrustedKeys.into());
+    }
+    let bytes = sig.ok_or(SignatureError::Unsigned)?;
+    let s = BundleSignature::parse(bytes)?;
+    let actual = hash.trim().to_ascii_lowercase();
+    if s.bundle_hash.to_ascii_lowercase() != actual {
+        return Err(SignatureError::WrongHash {
+            signed: s.bundle_hash,
+            actual,
+        }
+        .into());
+    }
+    let key_id = s.key_id.to_ascii_lowercase();
+    let Some(k) = trusted.iter().find(|k| k.id == key_id) else {
+        return Err(SignatureError::UnknownKey(key_id).into());
+    };
+    Ok(Claims {
+        request: VerifyRequest {
+            public_key: k.key,
+            message: signed_message(&actual),
+            signature: s.signature_bytes()?,
+        },
+        key_id,
+    })
 }
 
 /// The refusal when WebCrypto reports that the signature does not verify.
-pub fn signature_failed(r: &VerifyRequest) -> Refusal {
-    SignatureError::BadSignature(r.public_key.key_id()).into()
+pub fn signature_failed(c: &Claims) -> Refusal {
+    SignatureError::BadSignature(c.key_id.clone()).into()
 }
 
 impl From<BundleError> for Refusal {
@@ -85,12 +142,52 @@ impl From<BundleError> for Refusal {
     }
 }
 
-/// Verify `bundle.json` bytes against the bundle hash and check the approval window
-/// for `today` (UTC `YYYY-MM-DD`).
-pub fn admit(bytes: &[u8], expected_hash: &str, today: &str) -> Result<Bundle, Refusal> {
-    let b = verify_and_parse(bytes, expected_hash)?;
+/// Admit `bundle.json` bytes: `computed_hash` is their sha256 (hex; WebCrypto in the
+/// browser), `expected_hash` the content of `bundle.sha256`. Checks the bundle hash,
+/// then schema version and structure (`Bundle::from_verified_json`), then the approval
+/// window for `today` (UTC `YYYY-MM-DD`). Slide content hashes are not recomputed: they
+/// are part of the hashed bytes (a slide edited after the build changes the bundle
+/// hash), and a replaced `bundle.sha256` is caught by the signature.
+pub fn admit_with_hash(
+    bytes: &[u8],
+    computed_hash: &str,
+    expected_hash: &str,
+    today: &str,
+) -> Result<Bundle, Refusal> {
+    let expected = expected_hash.trim();
+    if !computed_hash.eq_ignore_ascii_case(expected) {
+        return Err(BundleError::HashMismatch {
+            expected: expected.to_string(),
+            actual: computed_hash.to_ascii_lowercase(),
+        }
+        .into());
+    }
+    let b = Bundle::from_verified_json(bytes)?;
     window(&b, today)?;
     Ok(b)
+}
+
+/// Check an asset's sha256 (hex, computed by the caller) and size against its manifest
+/// entry: `format::bundle::verify_asset` without hashing in the wasm.
+pub fn verify_asset_hash(entry: &AssetEntry, computed_hash: &str, len: u64) -> Result<(), Refusal> {
+    if computed_hash != entry.sha256 || len != entry.size {
+        return Err(BundleError::AssetHashMismatch {
+            path: entry.path.clone(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Lower-case hex of `bytes` (a WebCrypto digest).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
 }
 
 /// The approval-window check alone.
@@ -129,16 +226,24 @@ pub fn iso_date(ms: f64) -> String {
 mod tests {
     use super::*;
     use crate::testutil::bundle;
+    use edetail_format::bundle::verify_and_parse;
     use edetail_format::sha256_hex;
+
+    /// What the player does with the bytes (the hash computed natively here, by
+    /// WebCrypto in the browser).
+    fn admit(bytes: &[u8], expected_hash: &str, today: &str) -> Result<Bundle, Refusal> {
+        admit_with_hash(bytes, &sha256_hex(bytes), expected_hash, today)
+    }
 
     #[test]
     fn admits_a_valid_bundle() {
         let bytes = bundle(&["a"], &[], &[]).to_json();
         let hash = sha256_hex(&bytes);
-        assert!(admit(&bytes, &hash, "2026-06-01").is_ok());
-        // Window bounds are inclusive.
+        let b = admit(&bytes, &hash, "2026-06-01").expect("admitted");
+        assert_eq!(b, verify_and_parse(&bytes, &hash).expect("format agrees"));
+        // Window bounds are inclusive; the expected hash is read trimmed, any case.
         assert!(admit(&bytes, &hash, "2026-01-01").is_ok());
-        assert!(admit(&bytes, &hash, "2027-12-31").is_ok());
+        assert!(admit(&bytes, &format!("{}\n", hash.to_uppercase()), "2027-12-31").is_ok());
     }
 
     #[test]
@@ -162,18 +267,26 @@ mod tests {
         let mut tampered = bytes.clone();
         let at = tampered.len() - 2;
         tampered[at] = b' ';
-        assert!(matches!(
-            admit(&tampered, &hash, "2026-06-01"),
-            Err(Refusal::Integrity(_))
-        ));
-        // A slide edited without updating its content hash.
-        let mut b = bundle(&["a"], &[], &[]);
-        b.slides[0].html = "<h1>changed</h1>".into();
-        let bytes = b.to_json();
-        assert!(matches!(
-            admit(&bytes, &sha256_hex(&bytes), "2026-06-01"),
-            Err(Refusal::Integrity(_))
-        ));
+        // The same refusal, word for word, as format's verify_and_parse.
+        let want: Refusal = verify_and_parse(&tampered, &hash).unwrap_err().into();
+        let got = admit(&tampered, &hash, "2026-06-01").unwrap_err();
+        assert_eq!(got, want);
+        assert!(
+            matches!(&got, Refusal::Integrity(m) if m.contains("bundle hash mismatch") && m.contains(&hash))
+        );
+        // A slide edited after the build (its content hash left or recomputed): the
+        // bytes no longer match the published bundle hash.
+        for recompute in [false, true] {
+            let mut b = bundle(&["a"], &[], &[]);
+            b.slides[0].html = "<h1>changed</h1>".into();
+            if recompute {
+                b.slides[0].content_hash = b.slides[0].compute_content_hash();
+            }
+            assert!(matches!(
+                admit(&b.to_json(), &hash, "2026-06-01"),
+                Err(Refusal::Integrity(m)) if m.contains("bundle hash mismatch")
+            ));
+        }
     }
 
     #[test]
@@ -191,16 +304,88 @@ mod tests {
             admit(junk, &sha256_hex(junk), "2026-06-01"),
             Err(Refusal::LoadFailed(_))
         ));
+        // Structure is still checked: a flow naming a missing slide.
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&bundle(&["a"], &[], &[]).to_json()).expect("json");
+        v["flow"][0]["slides"][0] = "zz".into();
+        let bytes = serde_json::to_vec(&v).expect("json");
+        assert!(matches!(
+            admit(&bytes, &sha256_hex(&bytes), "2026-06-01"),
+            Err(Refusal::LoadFailed(m)) if m.contains("unknown slide `zz`")
+        ));
+    }
+
+    #[test]
+    fn asset_checks_match_format() {
+        use edetail_format::bundle::verify_asset;
+        let data = b"\x89PNG fake image bytes";
+        let entry = AssetEntry {
+            path: format!("assets/{}.png", sha256_hex(data)),
+            source: "img/a.png".into(),
+            sha256: sha256_hex(data),
+            size: data.len() as u64,
+            media_type: "image/png".into(),
+        };
+        let check =
+            |bytes: &[u8]| verify_asset_hash(&entry, &sha256_hex(bytes), bytes.len() as u64);
+        assert_eq!(check(data), Ok(()));
+        let mut other = data.to_vec();
+        other[0] ^= 1;
+        for bad in [&other[..], &data[1..], b""] {
+            let want: Refusal = verify_asset(&entry, bad).unwrap_err().into();
+            assert_eq!(check(bad), Err(want));
+        }
+        // Right bytes, wrong size in the manifest.
+        let wrong_size = AssetEntry {
+            size: 1,
+            ..entry.clone()
+        };
+        assert!(matches!(
+            verify_asset_hash(&wrong_size, &sha256_hex(data), data.len() as u64),
+            Err(Refusal::Integrity(m)) if m.contains(&entry.path)
+        ));
+    }
+
+    #[test]
+    fn hex_digits() {
+        assert_eq!(hex(&[]), "");
+        assert_eq!(hex(&[0x00, 0x0f, 0xab, 0xff]), "000fabff");
+        assert_eq!(key_id_from_sha256(&sha256_hex(b"abc")), "ba7816bf8f01cfea");
     }
 
     mod signatures {
         use super::super::*;
-        use edetail_format::signature::{BundleSignature, PublicKey, signed_message};
+        use edetail_format::sha256_hex;
+        use edetail_format::signature::{BundleSignature, check_claims, key_id};
 
         const H: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
 
         fn keys(k: &[PublicKey]) -> Vec<u8> {
             TrustedKeysJson::from_keys(k).to_json()
+        }
+
+        /// What `web::load` does: parse the keys, id them (WebCrypto there), claim.
+        fn claims(hash: &str, sig: Option<&[u8]>, keys_json: &[u8]) -> Result<Claims, Refusal> {
+            let trusted: Vec<TrustedKey> = trusted_keys(keys_json)?
+                .into_iter()
+                .map(|key| TrustedKey {
+                    id: key_id_from_sha256(&sha256_hex(&key.0)),
+                    key,
+                })
+                .collect();
+            signature_claims(hash, sig, &trusted)
+        }
+
+        /// The same outcome as the server's `check_claims`.
+        fn format_claims(
+            hash: &str,
+            sig: Option<&[u8]>,
+            keys_json: &[u8],
+        ) -> Result<Claims, Refusal> {
+            let keys = TrustedKeysJson::parse(keys_json)?;
+            let request = check_claims(sig, hash, &keys)?;
+            let key_id = request.public_key.key_id();
+            Ok(Claims { request, key_id })
         }
 
         #[test]
@@ -212,16 +397,27 @@ mod tests {
         }
 
         #[test]
+        fn key_ids_match_format() {
+            for k in [[0u8; 32], [7u8; 32], [255u8; 32]] {
+                assert_eq!(key_id_from_sha256(&sha256_hex(&k)), key_id(&k));
+            }
+        }
+
+        #[test]
         fn claims_give_webcrypto_its_inputs() {
             let k = PublicKey([3u8; 32]);
             let sig = BundleSignature::new(&k, H, &[9u8; 64]).to_json();
-            let r = signature_claims(H, Some(&sig), &keys(&[PublicKey([1u8; 32]), k])).unwrap();
-            assert_eq!(r.public_key, k);
-            assert_eq!(r.message, signed_message(H));
-            assert_eq!(r.message, format!("edetail-bundle-v1:{H}").into_bytes());
-            assert_eq!(r.signature, [9u8; 64]);
+            let c = claims(H, Some(&sig), &keys(&[PublicKey([1u8; 32]), k])).unwrap();
+            assert_eq!(c.request.public_key, k);
+            assert_eq!(c.key_id, k.key_id());
+            assert_eq!(c.request.message, signed_message(H));
+            assert_eq!(
+                c.request.message,
+                format!("edetail-bundle-v1:{H}").into_bytes()
+            );
+            assert_eq!(c.request.signature, [9u8; 64]);
             assert!(
-                matches!(signature_failed(&r), Refusal::BadSignature(m) if m.contains(&k.key_id()))
+                matches!(signature_failed(&c), Refusal::BadSignature(m) if m.contains(&k.key_id()))
             );
         }
 
@@ -230,29 +426,80 @@ mod tests {
             let k = PublicKey([3u8; 32]);
             let sig = BundleSignature::new(&k, H, &[9u8; 64]).to_json();
             assert!(matches!(
-                signature_claims(H, None, &keys(&[k])),
+                claims(H, None, &keys(&[k])),
                 Err(Refusal::Unsigned(m)) if m.contains("not signed")
             ));
             assert!(matches!(
-                signature_claims(H, Some(&sig), &keys(&[PublicKey([4u8; 32])])),
+                claims(H, Some(&sig), &keys(&[PublicKey([4u8; 32])])),
                 Err(Refusal::UntrustedSigner(m)) if m.contains(&k.key_id())
             ));
             assert!(matches!(
-                signature_claims(H, Some(&sig), &keys(&[])),
+                claims(H, Some(&sig), &keys(&[])),
                 Err(Refusal::UntrustedSigner(m)) if m.contains("no trusted")
             ));
             assert!(matches!(
-                signature_claims(H, Some(&sig), b"<html>404</html>"),
+                claims(H, Some(&sig), b"<html>404</html>"),
                 Err(Refusal::UntrustedSigner(_))
             ));
             assert!(matches!(
-                signature_claims(&"0".repeat(64), Some(&sig), &keys(&[k])),
+                claims(&"0".repeat(64), Some(&sig), &keys(&[k])),
                 Err(Refusal::BadSignature(m)) if m.contains("another bundle")
             ));
             assert!(matches!(
-                signature_claims(H, Some(b"{}"), &keys(&[k])),
+                claims(H, Some(b"{}"), &keys(&[k])),
                 Err(Refusal::BadSignature(m)) if m.contains("malformed")
             ));
+        }
+
+        /// The player's claim check and the server's `check_claims` agree, refusal
+        /// text included, over valid and broken inputs.
+        #[test]
+        fn claims_agree_with_format() {
+            let k = PublicKey([3u8; 32]);
+            let other = PublicKey([4u8; 32]);
+            let good = BundleSignature::new(&k, H, &[9u8; 64]);
+            let mut upper = good.clone();
+            upper.key_id = upper.key_id.to_uppercase();
+            upper.bundle_hash = upper.bundle_hash.to_uppercase();
+            let mut bad_sig = good.clone();
+            bad_sig.sig = "AAAA".into();
+            let sigs: Vec<Option<Vec<u8>>> = vec![
+                None,
+                Some(good.to_json()),
+                Some(upper.to_json()),
+                Some(bad_sig.to_json()),
+                Some(BundleSignature::new(&other, H, &[1u8; 64]).to_json()),
+                Some(b"{}".to_vec()),
+                Some(b"not json".to_vec()),
+            ];
+            let key_sets = [
+                keys(&[k]),
+                keys(&[other, k]),
+                keys(&[other]),
+                keys(&[]),
+                b"{\"keys\":[\"ed25519:nope\"]}".to_vec(),
+            ];
+            let hashes = [
+                H.to_string(),
+                format!(" {}\n", H.to_uppercase()),
+                "0".repeat(64),
+            ];
+            let mut n = 0;
+            for sig in &sigs {
+                for ks in &key_sets {
+                    for h in &hashes {
+                        assert_eq!(
+                            claims(h, sig.as_deref(), ks),
+                            format_claims(h, sig.as_deref(), ks),
+                            "hash {h:?}, keys {}, sig {:?}",
+                            String::from_utf8_lossy(ks),
+                            sig.as_deref().map(String::from_utf8_lossy),
+                        );
+                        n += 1;
+                    }
+                }
+            }
+            assert_eq!(n, 7 * 5 * 3);
         }
     }
 

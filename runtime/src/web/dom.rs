@@ -47,6 +47,12 @@ fn js_msg(v: &JsValue) -> String {
 
 /// GET `url` (with an optional bearer token); returns the body bytes of a 2xx response.
 pub async fn fetch_bytes(url: &str, token: Option<&str>) -> Result<Vec<u8>, String> {
+    let buf = fetch_buffer(url, token).await?;
+    Ok(js_sys::Uint8Array::new(&buf).to_vec())
+}
+
+/// [`fetch_bytes`] without copying the body into wasm memory.
+pub async fn fetch_buffer(url: &str, token: Option<&str>) -> Result<js_sys::ArrayBuffer, String> {
     let init = web_sys::RequestInit::new();
     init.set_method("GET");
     if let Some(t) = token {
@@ -65,7 +71,38 @@ pub async fn fetch_bytes(url: &str, token: Option<&str>) -> Result<Vec<u8>, Stri
     let buf = JsFuture::from(resp.array_buffer().map_err(|e| js_msg(&e))?)
         .await
         .map_err(|e| js_msg(&e))?;
-    Ok(js_sys::Uint8Array::new(&buf).to_vec())
+    buf.dyn_into()
+        .map_err(|_| format!("{url}: not an ArrayBuffer"))
+}
+
+/// Lower-case hex SHA-256 of `data` (an `ArrayBuffer` or typed array) by WebCrypto
+/// (`crypto.subtle.digest`): the browser's native code, and no SHA-256 in the wasm.
+/// WebCrypto exists only in secure contexts (https, localhost), like the service
+/// worker and the Ed25519 signature check.
+pub async fn sha256_hex(data: &js_sys::Object) -> Result<String, String> {
+    let fail = |e: JsValue| {
+        let m = js_sys::Reflect::get(&e, &"message".into())
+            .ok()
+            .and_then(|m| m.as_string())
+            .or_else(|| e.as_string())
+            .unwrap_or_else(|| "error".into());
+        format!("this browser cannot compute SHA-256 (WebCrypto; https or localhost needed): {m}")
+    };
+    let crypto = window().crypto().map_err(fail)?;
+    if !js_sys::Reflect::get(&crypto, &"subtle".into()).is_ok_and(|s| s.is_object()) {
+        return Err(fail("crypto.subtle is not available".into()));
+    }
+    let digest = JsFuture::from(
+        crypto
+            .subtle()
+            .digest_with_str_and_buffer_source("SHA-256", data)
+            .map_err(fail)?,
+    )
+    .await
+    .map_err(fail)?;
+    Ok(crate::check::hex(
+        &js_sys::Uint8Array::new(&digest).to_vec(),
+    ))
 }
 
 pub async fn fetch_text(url: &str, token: Option<&str>) -> Result<String, String> {

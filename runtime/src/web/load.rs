@@ -8,7 +8,10 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::dom;
-use crate::check::{Refusal, admit, needs_signature, signature_claims, signature_failed};
+use crate::check::{
+    Claims, Refusal, TrustedKey, admit_with_hash, key_id_from_sha256, needs_signature,
+    signature_claims, signature_failed, trusted_keys,
+};
 use crate::options::Options;
 
 /// A bundle ready to present.
@@ -119,10 +122,13 @@ pub async fn load(opts: Options) -> Result<Loaded, Refusal> {
         .await
         .map_err(Refusal::LoadFailed)?;
     let hash = hash.trim().to_string();
-    let bytes = dom::fetch_bytes(&format!("{base}bundle.json"), auth)
+    let buf = dom::fetch_buffer(&format!("{base}bundle.json"), auth)
         .await
         .map_err(Refusal::LoadFailed)?;
-    let bundle = admit(&bytes, &hash, &dom::today())?;
+    // The bundle hash by WebCrypto (native code, off the wasm), then parse a copy.
+    let computed = dom::sha256_hex(&buf).await.map_err(Refusal::LoadFailed)?;
+    let bytes = js_sys::Uint8Array::new(&buf).to_vec();
+    let bundle = admit_with_hash(&bytes, &computed, &hash, &dom::today())?;
     if needs_signature(&bundle) {
         check_signature(&base, auth, &hash).await?;
     }
@@ -154,10 +160,20 @@ async fn check_signature(base: &str, auth: Option<&str>, hash: &str) -> Result<(
     let keys = dom::fetch_bytes(&format!("./{TRUSTED_KEYS_JSON}"), None)
         .await
         .map_err(Refusal::LoadFailed)?;
-    let req = signature_claims(hash, sig.as_deref(), &keys)?;
-    match webcrypto_verify(&req).await {
+    let mut trusted = Vec::new();
+    for key in trusted_keys(&keys)? {
+        let digest = dom::sha256_hex(&js_sys::Uint8Array::from(&key.0[..]))
+            .await
+            .map_err(Refusal::LoadFailed)?;
+        trusted.push(TrustedKey {
+            key,
+            id: key_id_from_sha256(&digest),
+        });
+    }
+    let claims: Claims = signature_claims(hash, sig.as_deref(), &trusted)?;
+    match webcrypto_verify(&claims.request).await {
         Ok(true) => Ok(()),
-        Ok(false) => Err(signature_failed(&req)),
+        Ok(false) => Err(signature_failed(&claims)),
         Err(e) => Err(Refusal::LoadFailed(format!(
             "this browser cannot verify Ed25519 signatures: {e}"
         ))),

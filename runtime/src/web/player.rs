@@ -837,16 +837,19 @@ fn block_video(source: &Element, lang: Lang) {
     }
 }
 
-/// Fetch an image asset, check it against the manifest and return a blob URL.
+/// Fetch an image asset (or poster, captions), check its sha256 and size against the
+/// manifest and return a blob URL.
 /// `Err(true)`: integrity failure; `Err(false)`: could not fetch.
 async fn verified_blob(l: &Loaded, path: &str) -> Result<String, bool> {
     let entry = l.bundle.asset(path).ok_or(true)?;
     let url = crate::options::asset_url(&l.base, path).ok_or(true)?;
     let auth = l.opts.share.as_deref();
-    let bytes = dom::fetch_bytes(&url, auth).await.map_err(|_| false)?;
-    edetail_format::bundle::verify_asset(entry, &bytes).map_err(|_| true)?;
-    let arr = js_sys::Uint8Array::from(bytes.as_slice());
-    let parts = js_sys::Array::of1(&arr);
+    // Fetched, hashed (WebCrypto) and wrapped in a blob without entering wasm memory.
+    let buf = dom::fetch_buffer(&url, auth).await.map_err(|_| false)?;
+    let hash = dom::sha256_hex(&buf).await.map_err(|_| false)?;
+    crate::check::verify_asset_hash(entry, &hash, u64::from(buf.byte_length()))
+        .map_err(|_| true)?;
+    let parts = js_sys::Array::of1(&buf);
     let opts = web_sys::BlobPropertyBag::new();
     opts.set_type(&entry.media_type);
     let blob =
