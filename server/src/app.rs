@@ -335,8 +335,30 @@ async fn trusted_keys_json(State(st): State<Arc<AppState>>) -> Response {
 
 // ---------- ingest ----------
 
+/// `POST /api/v1/events`, bounded as a whole: a stalled database (token lookup or
+/// commit) answers 503 within [`crate::ingest::INGEST_TIMEOUT`], never a hang. A batch
+/// whose commit outcome is unknown is simply resent; what did commit comes back
+/// `duplicate`, so counting stays exactly-once.
 async fn ingest(
     State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    tokio::time::timeout(crate::ingest::INGEST_TIMEOUT, ingest_unbounded(st, headers, body))
+        .await
+        .unwrap_or_else(|_| {
+            tracing::warn!(
+                timeout_s = crate::ingest::INGEST_TIMEOUT.as_secs(),
+                "ingest timed out; batch not acknowledged"
+            );
+            Err(ApiError::unavailable(
+                "storage did not answer in time; resend this batch later (events already stored are reported as duplicates)",
+            ))
+        })
+}
+
+async fn ingest_unbounded(
+    st: Arc<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
