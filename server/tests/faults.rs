@@ -31,10 +31,10 @@
 mod common;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -86,60 +86,15 @@ fn seed() -> u64 {
 
 // ---------------------------------------------------------------- server processes
 
-/// An `edetail-server` child process.
-struct Proc {
-    child: Child,
-    url: String,
-    admin: Option<String>,
-}
-
-impl Proc {
-    /// SIGKILL (no graceful shutdown) and reap.
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Proc = ServerProc;
 
 fn spawn(data_dir: &Path, pg_schema: Option<&str>) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edetail-server"));
-    cmd.args(["--port", "0", "--log-level", "error", "--data-dir"])
-        .arg(data_dir);
-    if let Some(s) = pg_schema {
-        cmd.args(["--database", PG_URL, "--pg-schema", s]);
-    }
-    #[allow(clippy::zombie_processes)] // Proc's Drop kills and waits.
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn edetail-server");
-    let out = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(out).lines();
-    let mut admin = None;
-    loop {
-        let line = lines
-            .next()
-            .expect("the server printed its address")
-            .unwrap();
-        if let Some(t) = line.strip_prefix("admin-token ") {
-            admin = Some(t.to_string());
-        }
-        if let Some(u) = line.strip_prefix("listening ") {
-            return Proc {
-                child,
-                url: u.to_string(),
-                admin,
-            };
-        }
-    }
+    ServerProc::spawn(
+        data_dir,
+        pg_schema,
+        &["--log-level", "error"],
+        Stdio::inherit(),
+    )
 }
 
 // ---------------------------------------------------------------- simulated devices

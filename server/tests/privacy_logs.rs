@@ -9,8 +9,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
 
 use common::*;
 use edetail_server::app::{ShareRequest, TokenRequest};
@@ -21,17 +20,10 @@ use edetail_server::insights::FilterParams;
 const CLEAR_ID: &str = "CRM-HCP-4711-Kim";
 
 struct Proc {
-    child: Child,
+    server: ServerProc,
     url: String,
     admin: String,
     log: std::path::PathBuf,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn spawn(dir: &std::path::Path, schema: Option<&str>, json: bool) -> Proc {
@@ -40,39 +32,24 @@ fn spawn(dir: &std::path::Path, schema: Option<&str>, json: bool) -> Proc {
     } else {
         "server.log"
     });
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edetail-server"));
-    cmd.args(["--port", "0", "--log-level", "trace", "--data-dir"])
-        .arg(dir.join("data"));
+    let mut flags = vec!["--log-level", "trace"];
     if json {
-        cmd.arg("--log-json");
+        flags.push("--log-json");
     }
-    if let Some(s) = schema {
-        cmd.args(["--database", PG_URL, "--pg-schema", s]);
-    }
-    #[allow(clippy::zombie_processes)] // Proc's Drop kills and waits.
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn edetail-server");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut admin = None;
-    loop {
-        let line = lines
-            .next()
-            .expect("server printed its address")
-            .expect("line");
-        if let Some(t) = line.strip_prefix("admin-token ") {
-            admin = Some(t.to_string());
-        }
-        if let Some(u) = line.strip_prefix("listening ") {
-            return Proc {
-                child,
-                url: u.to_string(),
-                admin: admin.expect("fresh data dir prints an admin token"),
-                log,
-            };
-        }
+    let server = ServerProc::spawn(
+        &dir.join("data"),
+        schema,
+        &flags,
+        std::fs::File::create(&log).expect("log file").into(),
+    );
+    Proc {
+        url: server.url.clone(),
+        admin: server
+            .admin
+            .clone()
+            .expect("fresh data dir prints an admin token"),
+        server,
+        log,
     }
 }
 
@@ -166,9 +143,8 @@ fn exercise(p: &Proc) -> Vec<String> {
     vec![secret(&p.admin), secret(&device), share]
 }
 
-fn check_log(p: &mut Proc, secrets: &[String]) {
-    let _ = p.child.kill();
-    let _ = p.child.wait();
+fn check_log(p: Proc, secrets: &[String]) {
+    p.server.kill();
     let mut log = String::new();
     std::fs::File::open(&p.log)
         .expect("log")
@@ -197,9 +173,9 @@ fn check_log(p: &mut Proc, secrets: &[String]) {
 fn run(backend: Backend, json: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let schema = (backend == Backend::Postgres).then(unique_schema);
-    let mut p = spawn(dir.path(), schema.as_deref(), json);
+    let p = spawn(dir.path(), schema.as_deref(), json);
     let secrets = exercise(&p);
-    check_log(&mut p, &secrets);
+    check_log(p, &secrets);
     if let Some(s) = schema {
         drop_schema(&s);
     }

@@ -4,8 +4,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use common::*;
@@ -13,48 +12,15 @@ use edetail_format::Event;
 use edetail_format::ingest::EventStatus;
 use edetail_server::client::{Client, ClientError};
 
-struct Proc {
-    child: Child,
-    url: String,
-    admin: Option<String>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Proc = ServerProc;
 
 fn spawn(data_dir: &std::path::Path, pg_schema: Option<&str>) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edetail-server"));
-    cmd.args(["--port", "0", "--log-level", "warn", "--data-dir"])
-        .arg(data_dir);
-    if let Some(s) = pg_schema {
-        cmd.args(["--database", PG_URL, "--pg-schema", s]);
-    }
-    #[allow(clippy::zombie_processes)] // Proc's Drop kills and waits.
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn edetail-server");
-    let out = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(out).lines();
-    let mut admin = None;
-    loop {
-        let line = lines.next().expect("server printed its address").unwrap();
-        if let Some(t) = line.strip_prefix("admin-token ") {
-            admin = Some(t.to_string());
-        }
-        if let Some(u) = line.strip_prefix("listening ") {
-            return Proc {
-                child,
-                url: u.to_string(),
-                admin,
-            };
-        }
-    }
+    ServerProc::spawn(
+        data_dir,
+        pg_schema,
+        &["--log-level", "warn"],
+        Stdio::inherit(),
+    )
 }
 
 fn counted_views(events: &[Event]) -> i64 {

@@ -1,6 +1,9 @@
 //! Test harness: servers on SQLite and PostgreSQL, events, batches.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use edetail_format::event::{Channel, EVENT_SCHEMA_VERSION, Event, EventKind, NavVia};
@@ -316,5 +319,71 @@ pub fn each_backend(f: impl Fn(Backend)) {
     for b in backends() {
         eprintln!("--- backend {b:?}");
         f(b);
+    }
+}
+
+/// A running `edetail-server` child process (the test/bench binary), killed and reaped
+/// when dropped.
+pub struct ServerProc {
+    pub child: Child,
+    pub url: String,
+    /// The admin token printed on first start of a fresh data directory.
+    pub admin: Option<String>,
+}
+
+impl ServerProc {
+    /// Start the server on `data_dir` (PostgreSQL in `pg_schema` when given) with
+    /// `extra` flags and its log to `stderr`; returns once it accepts connections.
+    pub fn spawn(
+        data_dir: &Path,
+        pg_schema: Option<&str>,
+        extra: &[&str],
+        stderr: Stdio,
+    ) -> ServerProc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edetail-server"));
+        cmd.args(["--port", "0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra);
+        if let Some(s) = pg_schema {
+            cmd.args(["--database", PG_URL, "--pg-schema", s]);
+        }
+        #[allow(clippy::zombie_processes)] // Drop kills and waits.
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn edetail-server");
+        let out = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(out).lines();
+        let mut admin = None;
+        loop {
+            let line = lines
+                .next()
+                .expect("the server printed its address")
+                .expect("line");
+            if let Some(t) = line.strip_prefix("admin-token ") {
+                admin = Some(t.to_string());
+            }
+            if let Some(u) = line.strip_prefix("listening ") {
+                return ServerProc {
+                    child,
+                    url: u.to_string(),
+                    admin,
+                };
+            }
+        }
+    }
+
+    /// SIGKILL (no graceful shutdown) and reap.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
