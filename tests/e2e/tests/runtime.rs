@@ -6,56 +6,16 @@
 //! Tests in this binary run one at a time (one browser at a time on a 2-core machine).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use edetail_e2e::browser::{Browser, LaunchOptions, Session, launch, require, workspace_root};
+use edetail_e2e::browser::{Session, workspace_root};
 use edetail_e2e::player::{self, WAIT, click_component, css_str, testid, wait_current};
 use edetail_e2e::site::{Site, compile_sample};
 use edetail_e2e::webdriver::{PointerKind, WebDriver, keys};
 use serde_json::{Value, json};
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// Run `f` with a fresh browser of kind `b` (skipped outside CI if it is missing).
-fn with_browser(b: Browser, f: impl FnOnce(&Session) -> Result<()>) {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(b) = require(b) else { return };
-    let t0 = Instant::now();
-    let session = launch(b, &LaunchOptions::default())
-        .unwrap_or_else(|e| panic!("{}: cannot start: {e:#}", b.name()));
-    let r = f(&session);
-    if let Err(e) = r {
-        // Keep what the page showed for the failure report.
-        let shot = std::env::temp_dir().join(format!("edetail-e2e-failure-{}.png", b.name()));
-        if let Ok(png) = session.wd.screenshot() {
-            let _ = std::fs::write(&shot, png);
-        }
-        panic!(
-            "{} failed after {:?}: {e:#}\n(screenshot: {})",
-            b.name(),
-            t0.elapsed(),
-            shot.display()
-        );
-    }
-    eprintln!("{} passed in {:?}", b.name(), t0.elapsed());
-}
-
-macro_rules! in_both_browsers {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn chromium() {
-                super::with_browser(edetail_e2e::browser::Browser::Chromium, super::$name);
-            }
-            #[test]
-            fn webkit() {
-                super::with_browser(edetail_e2e::browser::Browser::WebKit, super::$name);
-            }
-        }
-    )*};
-}
+use edetail_e2e::in_both_browsers;
 
 in_both_browsers!(
     mr_deck_interactions,
@@ -64,6 +24,8 @@ in_both_browsers!(
     expired_bundle_is_refused,
     tampered_video_is_not_played,
     screenshots,
+    delivery_survives_outage_and_reload,
+    tampered_asset_is_refused,
 );
 
 /// A site serving one sample deck as `/bundles/<name>/`.
@@ -808,40 +770,6 @@ fn tampered_video_is_not_played(s: &Session) -> Result<()> {
         "video quartile events for a refused video"
     );
     Ok(())
-}
-
-mod delivery_survives_outage_and_reload {
-    #[test]
-    fn chromium() {
-        super::with_browser(
-            edetail_e2e::browser::Browser::Chromium,
-            super::delivery_survives_outage_and_reload,
-        );
-    }
-    #[test]
-    fn webkit() {
-        super::with_browser(
-            edetail_e2e::browser::Browser::WebKit,
-            super::delivery_survives_outage_and_reload,
-        );
-    }
-}
-
-mod tampered_asset_is_refused {
-    #[test]
-    fn chromium() {
-        super::with_browser(
-            edetail_e2e::browser::Browser::Chromium,
-            super::tampered_asset_is_refused,
-        );
-    }
-    #[test]
-    fn webkit() {
-        super::with_browser(
-            edetail_e2e::browser::Browser::WebKit,
-            super::tampered_asset_is_refused,
-        );
-    }
 }
 
 /// Screenshots of both samples at the iPad viewports, into docs/screenshots/e2e/.

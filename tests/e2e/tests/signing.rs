@@ -7,55 +7,16 @@
 //!
 //! Needs dist/www (`cargo xtask runtime`); `cargo test -p edetail-e2e --test signing`.
 
-use std::sync::Mutex;
-use std::time::Instant;
-
 use anyhow::{Context, Result, ensure};
-use edetail_e2e::browser::{Browser, LaunchOptions, Session, launch, require};
+use edetail_e2e::browser::Session;
 use edetail_e2e::player::{self, testid};
 use edetail_e2e::site::{Site, compile_sample, site_key};
 use edetail_format::signature::{SecretKey, crypto};
 use serde_json::json;
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+use edetail_e2e::in_both_browsers;
 
-fn with_browser(b: Browser, f: impl FnOnce(&Session) -> Result<()>) {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(b) = require(b) else { return };
-    let t0 = Instant::now();
-    let session = launch(b, &LaunchOptions::default())
-        .unwrap_or_else(|e| panic!("{}: cannot start: {e:#}", b.name()));
-    if let Err(e) = f(&session) {
-        let shot = std::env::temp_dir().join(format!("edetail-e2e-signing-{}.png", b.name()));
-        if let Ok(png) = session.wd.screenshot() {
-            let _ = std::fs::write(&shot, png);
-        }
-        panic!(
-            "{} failed after {:?}: {e:#}\n(screenshot: {})",
-            b.name(),
-            t0.elapsed(),
-            shot.display()
-        );
-    }
-    eprintln!("{} passed in {:?}", b.name(), t0.elapsed());
-}
-
-mod device_checks_signatures {
-    #[test]
-    fn chromium() {
-        super::with_browser(
-            edetail_e2e::browser::Browser::Chromium,
-            super::device_checks_signatures,
-        );
-    }
-    #[test]
-    fn webkit() {
-        super::with_browser(
-            edetail_e2e::browser::Browser::WebKit,
-            super::device_checks_signatures,
-        );
-    }
-}
+in_both_browsers!(device_checks_signatures);
 
 /// The refusal reason on screen (`data-reason`), or None when the player is shown.
 fn outcome(wd: &edetail_e2e::webdriver::WebDriver) -> Result<Option<String>> {
