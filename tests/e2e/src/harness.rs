@@ -1,6 +1,6 @@
-//! Shared test harness for the fault and attack tests (`tests/network_faults.rs`,
-//! `tests/xss_browser.rs`): one browser at a time, a screenshot on failure, event-log
-//! checks.
+//! Shared browser-test harness (`tests/runtime.rs`, `tests/signing.rs`,
+//! `tests/network_faults.rs`, `tests/xss_browser.rs`): one browser at a time, a
+//! screenshot on failure, event-log checks.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Mutex;
