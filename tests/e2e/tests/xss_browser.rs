@@ -679,6 +679,23 @@ const INJECTED: &str = r#"
 <a id="csp-probe-link" href="javascript:void(window.__jsurl = 'ran')">x</a>
 "#;
 
+/// Navigate with an 80 s page-load limit (under the WebDriver client's 90 s request
+/// timeout) and one retry. In CI, with the machine loaded, the first navigation of a
+/// fresh Chromium session once outlived the client's 90 s timeout (the page had parsed
+/// and showed "Loading…"); a WebKit run with a 30 s limit timed out the same way. Each
+/// attempt is a fresh page, so the probe below is unaffected.
+fn goto_retrying(wd: &edetail_e2e::webdriver::WebDriver, url: &str) -> Result<()> {
+    wd.cmd("POST", "/timeouts", Some(json!({ "pageLoad": 80_000 })))?;
+    match wd.goto(url) {
+        Ok(()) => Ok(()),
+        Err(first) => {
+            eprintln!("navigation to {url} did not finish ({first:#}); retrying once");
+            wd.goto(url)
+                .with_context(|| format!("second navigation to {url} (first: {first:#})"))
+        }
+    }
+}
+
 fn probe(wd: &edetail_e2e::webdriver::WebDriver) -> Result<Value> {
     // The image error has fired (or been blocked) once the page has loaded.
     wd.wait_js(
@@ -709,7 +726,7 @@ fn csp_blocks_inline_script(s: &Session) -> Result<()> {
         let mut site = Site::new_with(Path::new(env!("CARGO_BIN_EXE_e2e-receiver")))?;
         install_sentinel(&site.www(), INJECTED)?;
         site.start()?;
-        wd.goto(&format!("{}/", site.origin()))?;
+        goto_retrying(wd, &format!("{}/", site.origin()))?;
         let r = probe(wd)?;
         ensure!(
             r["inline"] == json!("ran") && r["handler"] == json!("ran"),
@@ -719,7 +736,7 @@ fn csp_blocks_inline_script(s: &Session) -> Result<()> {
 
     // The real server: its CSP blocks every injected script and reports each.
     let server = serve(&www)?;
-    wd.goto(&format!("{}/app/", server.url))?;
+    goto_retrying(wd, &format!("{}/app/", server.url))?;
     let r = probe(wd)?;
     let csp = wd.js_async(
         "const done = arguments[arguments.length - 1];
