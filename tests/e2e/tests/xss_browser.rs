@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use edetail_authoring::{CompileOptions, Compiled, compile_files, render_human};
 use edetail_e2e::browser::{Session, free_port, workspace_root};
+use edetail_e2e::harness::goto_retrying;
 use edetail_e2e::harness::settle;
 use edetail_e2e::in_both_browsers;
 use edetail_e2e::player::{self, WAIT, testid, wait_current};
@@ -505,7 +506,8 @@ fn xss_corpus_does_not_execute(s: &Session) -> Result<()> {
     site.add_bundle("xss", b, &deck.compiled)?;
     site.start()?;
     wd.set_viewport(1024, 768)?;
-    player::open(wd, &site.player_url("xss", "mode=self"))?;
+    goto_retrying(wd, &site.player_url("xss", "mode=self"))?;
+    player::wait_loaded(wd)?;
     ensure!(
         wd.js("return Array.isArray(window.__xss)", vec![])? == json!(true),
         "the sentinel did not load before the runtime"
@@ -678,23 +680,6 @@ const INJECTED: &str = r#"
 <img id="csp-probe-img" src="/no-such-image.png" onerror="window.__handler = 'ran'">
 <a id="csp-probe-link" href="javascript:void(window.__jsurl = 'ran')">x</a>
 "#;
-
-/// Navigate with an 80 s page-load limit (under the WebDriver client's 90 s request
-/// timeout) and one retry. In CI, with the machine loaded, the first navigation of a
-/// fresh Chromium session once outlived the client's 90 s timeout (the page had parsed
-/// and showed "Loading…"); a WebKit run with a 30 s limit timed out the same way. Each
-/// attempt is a fresh page, so the probe below is unaffected.
-fn goto_retrying(wd: &edetail_e2e::webdriver::WebDriver, url: &str) -> Result<()> {
-    wd.cmd("POST", "/timeouts", Some(json!({ "pageLoad": 80_000 })))?;
-    match wd.goto(url) {
-        Ok(()) => Ok(()),
-        Err(first) => {
-            eprintln!("navigation to {url} did not finish ({first:#}); retrying once");
-            wd.goto(url)
-                .with_context(|| format!("second navigation to {url} (first: {first:#})"))
-        }
-    }
-}
 
 fn probe(wd: &edetail_e2e::webdriver::WebDriver) -> Result<Value> {
     // The image error has fired (or been blocked) once the page has loaded.
