@@ -110,12 +110,13 @@ fn device_checks_signatures(s: &Session) -> Result<()> {
     // Until the worker controls the page, reload (WebKit sometimes needs a reload
     // after activation); then one more controlled load caches this deck's files.
     let mut controlled = false;
-    for _ in 0..4 {
+    // Generous bounds: WebKit on a loaded machine has needed more than 4 x 10 s.
+    for _ in 0..6 {
         controlled = wd
             .wait_js(
                 "the service worker",
                 "navigator.serviceWorker && navigator.serviceWorker.controller",
-                std::time::Duration::from_secs(10),
+                std::time::Duration::from_secs(30),
             )
             .is_ok();
         wd.refresh()?;
