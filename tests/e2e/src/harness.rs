@@ -141,3 +141,27 @@ pub fn emitted(wd: &WebDriver) -> Result<Vec<Value>> {
     let v = wd.js("return window.__edetailEvents || []", vec![])?;
     Ok(v.as_array().cloned().unwrap_or_default())
 }
+
+/// The `edetail` binary: `EDETAIL_BIN`, or built next to this test binary.
+pub fn edetail_bin() -> Result<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("EDETAIL_BIN") {
+        return Ok(std::path::PathBuf::from(p));
+    }
+    // <target>/debug/deps/<test>-<hash> -> <target>
+    let exe = std::env::current_exe()?;
+    let target = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .and_then(std::path::Path::parent)
+        .context("target dir")?
+        .to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = std::process::Command::new(cargo)
+        .args(["build", "-q", "-p", "edetail"])
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(crate::browser::workspace_root())
+        .status()
+        .context("building edetail")?;
+    ensure!(st.success(), "cargo build -p edetail failed");
+    Ok(target.join("debug").join("edetail"))
+}

@@ -5,7 +5,7 @@
 //! Every test runs in Chromium and in WebKit (`<test>::chromium`, `<test>::webkit`).
 //! Tests in this binary run one at a time (one browser at a time on a 2-core machine).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -15,6 +15,7 @@ use edetail_e2e::site::{Site, compile_sample};
 use edetail_e2e::webdriver::{PointerKind, WebDriver, keys};
 use serde_json::{Value, json};
 
+use edetail_e2e::harness::check_sequences;
 use edetail_e2e::in_both_browsers;
 
 in_both_browsers!(
@@ -425,37 +426,6 @@ fn tab_id(sample: &str, slide: &str, component: &str, n: usize) -> Result<String
         }
     }
     bail!("no tabs {component} on {slide}")
-}
-
-/// Per session: seq numbers 0..n without gaps or repeats, ids unique.
-fn check_sequences(events: &[Value]) -> Result<()> {
-    let mut ids = HashSet::new();
-    let mut by_session: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    let mut kinds: BTreeMap<(String, u64), String> = BTreeMap::new();
-    for e in events {
-        let id = e["id"].as_str().context("event without id")?;
-        ensure!(ids.insert(id.to_string()), "event id {id} stored twice");
-        let sid = e["session_id"].as_str().unwrap_or("").to_string();
-        let seq = e["seq"].as_u64().context("event without seq")?;
-        kinds.insert(
-            (sid.clone(), seq),
-            e["type"].as_str().unwrap_or("?").to_string(),
-        );
-        by_session.entry(sid).or_default().push(seq);
-    }
-    for (sid, mut seqs) in by_session {
-        seqs.sort_unstable();
-        let expected: Vec<u64> = (0..seqs.len() as u64).collect();
-        let listing: Vec<String> = kinds
-            .range((sid.clone(), 0)..(sid.clone(), u64::MAX))
-            .map(|((_, q), t)| format!("{q}:{t}"))
-            .collect();
-        ensure!(
-            seqs == expected,
-            "session {sid}: seq numbers have gaps or repeats: {listing:?}"
-        );
-    }
-    Ok(())
 }
 
 fn ids(events: &[Value]) -> BTreeSet<String> {

@@ -14,39 +14,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use edetail_e2e::browser::{
-    Browser, LaunchOptions, Session, free_port, launch, require, workspace_root,
-};
+use edetail_e2e::browser::{Browser, LaunchOptions, Session, free_port, launch, require};
+use edetail_e2e::harness::edetail_bin;
 use edetail_e2e::player::{self, WAIT, testid, wait_current};
 use edetail_e2e::site::{compile_sample, dist_www};
 use edetail_e2e::webdriver::keys;
 use serde_json::{Value, json};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// The `edetail` binary: `EDETAIL_BIN`, or built next to this test binary.
-fn edetail_bin() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("EDETAIL_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    // <target>/debug/deps/whole_loop-<hash> -> <target>
-    let exe = std::env::current_exe()?;
-    let target = exe
-        .parent()
-        .and_then(Path::parent)
-        .and_then(Path::parent)
-        .context("target dir")?
-        .to_path_buf();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = Command::new(cargo)
-        .args(["build", "-q", "-p", "edetail"])
-        .env("CARGO_TARGET_DIR", &target)
-        .current_dir(workspace_root())
-        .status()
-        .context("building edetail")?;
-    ensure!(st.success(), "cargo build -p edetail failed");
-    Ok(target.join("debug").join("edetail"))
-}
 
 struct Server {
     bin: PathBuf,

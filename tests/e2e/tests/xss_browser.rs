@@ -34,7 +34,7 @@
 //! cargo into this test's target directory (as `whole_loop.rs` does).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -42,8 +42,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use edetail_authoring::{CompileOptions, Compiled, compile_files, render_human};
 use edetail_e2e::browser::{Session, free_port, workspace_root};
-use edetail_e2e::harness::goto_retrying;
 use edetail_e2e::harness::settle;
+use edetail_e2e::harness::{edetail_bin, goto_retrying};
 use edetail_e2e::in_both_browsers;
 use edetail_e2e::player::{self, WAIT, testid, wait_current};
 use edetail_e2e::site::{Site, dist_www};
@@ -595,28 +595,6 @@ fn xss_corpus_does_not_execute(s: &Session) -> Result<()> {
 // ---------------------------------------------------------------- the CSP
 
 /// The `edetail` binary: `EDETAIL_BIN`, or built next to this test binary.
-fn edetail_bin() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("EDETAIL_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe()?;
-    let target = exe
-        .parent()
-        .and_then(Path::parent)
-        .and_then(Path::parent)
-        .context("target dir")?
-        .to_path_buf();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = Command::new(cargo)
-        .args(["build", "-q", "-p", "edetail"])
-        .env("CARGO_TARGET_DIR", &target)
-        .current_dir(workspace_root())
-        .status()
-        .context("building edetail")?;
-    ensure!(st.success(), "cargo build -p edetail failed");
-    Ok(target.join("debug").join("edetail"))
-}
-
 struct Serve {
     child: Child,
     url: String,
