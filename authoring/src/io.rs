@@ -5,56 +5,16 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Component as PathComponent, Path};
+use std::path::Path;
 
 use edetail_format::bundle::{
-    ASSETS_DIR, BUNDLE_HASH_FILE, BUNDLE_MANIFEST_FILE, Bundle, BundleError, verify_and_parse,
-    verify_asset,
+    ASSETS_DIR, BUNDLE_HASH_FILE, BUNDLE_MANIFEST_FILE, Bundle, verify_and_parse,
 };
 use edetail_format::sha256_hex;
 use edetail_format::signature::SIGNATURE_FILE;
 
-/// Largest file accepted from an archive (guards memory on hostile input).
-pub const MAX_ENTRY_BYTES: u64 = 2 * 1024 * 1024 * 1024;
-
-/// A bundle read back from disk, every hash verified.
-#[derive(Debug)]
-pub struct LoadedBundle {
-    pub bundle: Bundle,
-    /// Hex sha256 of `bundle.json` (the bundle hash).
-    pub hash: String,
-    /// Asset bytes by bundle path (`assets/<sha256>.<ext>`).
-    pub assets: BTreeMap<String, Vec<u8>>,
-    /// `bundle.sig` bytes when present (not verified here).
-    pub signature: Option<Vec<u8>>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error("I/O error reading `{path}`: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("bundle is missing `{0}`")]
-    Missing(String),
-    #[error("unsafe path in bundle: `{0}`")]
-    UnsafePath(String),
-    #[error("unexpected entry in bundle archive: `{0}`")]
-    Unexpected(String),
-    #[error("`{BUNDLE_HASH_FILE}` is not a hex sha256")]
-    BadHashFile,
-    #[error(transparent)]
-    Bundle(#[from] BundleError),
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReadError + '_ {
-    move |source| ReadError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
+pub use edetail_format::archive::{LoadedBundle, ReadError};
+use edetail_format::archive::{archive_files, asset_path_ok, io_err, tar_of, verify_files};
 
 /// The files of a bundle, by bundle-relative path, sorted: what both forms contain.
 pub fn bundle_files(
@@ -154,27 +114,6 @@ fn archive_with_hash(
     Ok((tar_of(&files)?, hash_of(&files)))
 }
 
-/// A deterministic tar of `files` (sorted by path).
-fn tar_of(files: &BTreeMap<String, Vec<u8>>) -> std::io::Result<Vec<u8>> {
-    let mut builder = tar::Builder::new(Vec::new());
-    builder.mode(tar::HeaderMode::Deterministic);
-    for (path, bytes) in files {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(path)?;
-        h.set_size(bytes.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(0);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_username("")?;
-        h.set_groupname("")?;
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_cksum();
-        builder.append(&h, bytes.as_slice())?;
-    }
-    builder.into_inner()
-}
-
 /// Write the single-file `.edetail` archive; returns the bundle hash.
 pub fn write_archive(
     bundle: &Bundle,
@@ -215,70 +154,12 @@ pub fn add_signature(path: &Path, sign: impl FnOnce(&str) -> Vec<u8>) -> Result<
         return Ok(loaded.hash);
     }
     let file = std::fs::File::open(path).map_err(io_err(path))?;
-    let mut files = archive_files(file)?;
-    let loaded = verify(&mut files.clone(), true)?;
+    let mut files = archive_files(file, u64::MAX)?;
+    let loaded = verify_files(&mut files.clone(), true)?;
     files.insert(SIGNATURE_FILE.to_string(), sign(&loaded.hash));
     let bytes = tar_of(&files).map_err(io_err(path))?;
     write_file(path, &bytes).map_err(io_err(path))?;
     Ok(loaded.hash)
-}
-
-/// Is `p` a safe bundle-relative path: relative, only normal components, `/`-separated.
-fn safe_rel(p: &str) -> bool {
-    !p.is_empty()
-        && !p.starts_with('/')
-        && !p.contains('\\')
-        && !p.contains('\0')
-        && Path::new(p)
-            .components()
-            .all(|c| matches!(c, PathComponent::Normal(_)))
-        && p.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
-}
-
-/// An asset path listed in `bundle.json` must be `assets/<file>`.
-fn asset_path_ok(p: &str) -> bool {
-    safe_rel(p)
-        && p.strip_prefix(ASSETS_DIR)
-            .and_then(|r| r.strip_prefix('/'))
-            .is_some_and(|name| !name.contains('/'))
-}
-
-fn verify(files: &mut BTreeMap<String, Vec<u8>>, strict: bool) -> Result<LoadedBundle, ReadError> {
-    let hash_bytes = files
-        .remove(BUNDLE_HASH_FILE)
-        .ok_or_else(|| ReadError::Missing(BUNDLE_HASH_FILE.into()))?;
-    let hash = std::str::from_utf8(&hash_bytes)
-        .map_err(|_| ReadError::BadHashFile)?
-        .trim()
-        .to_string();
-    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ReadError::BadHashFile);
-    }
-    let json = files
-        .remove(BUNDLE_MANIFEST_FILE)
-        .ok_or_else(|| ReadError::Missing(BUNDLE_MANIFEST_FILE.into()))?;
-    let bundle = verify_and_parse(&json, &hash)?;
-    let signature = files.remove(SIGNATURE_FILE);
-    let mut assets = BTreeMap::new();
-    for a in &bundle.assets {
-        if !asset_path_ok(&a.path) {
-            return Err(ReadError::UnsafePath(a.path.clone()));
-        }
-        let bytes = files
-            .remove(&a.path)
-            .ok_or_else(|| ReadError::Missing(a.path.clone()))?;
-        verify_asset(a, &bytes)?;
-        assets.insert(a.path.clone(), bytes);
-    }
-    if strict && let Some(extra) = files.keys().next() {
-        return Err(ReadError::Unexpected(extra.clone()));
-    }
-    Ok(LoadedBundle {
-        bundle,
-        hash: hash.to_ascii_lowercase(),
-        assets,
-        signature,
-    })
 }
 
 /// Read and verify a bundle: `path` is a bundle directory or a `.edetail` archive.
@@ -316,48 +197,15 @@ pub fn read_bundle(path: &Path) -> Result<LoadedBundle, ReadError> {
                 std::fs::read(&sig).map_err(io_err(&sig))?,
             );
         }
-        return verify(&mut files, false);
+        return verify_files(&mut files, false);
     }
     let file = std::fs::File::open(path).map_err(io_err(path))?;
     read_archive(file)
 }
 
-/// Read and verify a `.edetail` archive from any reader.
+/// Read and verify a `.edetail` archive from any reader (the shared reader of
+/// [`edetail_format::archive`]; no limit on the total size besides [`edetail_format::archive::MAX_ENTRY_BYTES`]
+/// per file).
 pub fn read_archive(reader: impl Read) -> Result<LoadedBundle, ReadError> {
-    verify(&mut archive_files(reader)?, true)
-}
-
-/// The plain files of an archive by path (unsafe paths, links, duplicates refused).
-fn archive_files(reader: impl Read) -> Result<BTreeMap<String, Vec<u8>>, ReadError> {
-    let mut archive = tar::Archive::new(reader);
-    let mut files = BTreeMap::new();
-    let here = Path::new("<archive>");
-    for entry in archive.entries().map_err(io_err(here))? {
-        let mut entry = entry.map_err(io_err(here))?;
-        let raw_path = String::from_utf8_lossy(&entry.path_bytes()).to_string();
-        let kind = entry.header().entry_type();
-        if kind.is_dir() {
-            let trimmed = raw_path.trim_end_matches('/');
-            if trimmed == ASSETS_DIR {
-                continue;
-            }
-            return Err(ReadError::Unexpected(raw_path));
-        }
-        if !kind.is_file() {
-            return Err(ReadError::UnsafePath(raw_path));
-        }
-        if !safe_rel(&raw_path) {
-            return Err(ReadError::UnsafePath(raw_path));
-        }
-        let size = entry.header().size().map_err(io_err(here))?;
-        if size > MAX_ENTRY_BYTES {
-            return Err(ReadError::Unexpected(format!("{raw_path} ({size} bytes)")));
-        }
-        let mut bytes = Vec::with_capacity(usize::try_from(size.min(1 << 20)).unwrap_or(0));
-        entry.read_to_end(&mut bytes).map_err(io_err(here))?;
-        if files.insert(raw_path.clone(), bytes).is_some() {
-            return Err(ReadError::Unexpected(format!("{raw_path} (twice)")));
-        }
-    }
-    Ok(files)
+    edetail_format::archive::read_archive(reader, u64::MAX)
 }

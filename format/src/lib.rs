@@ -3,6 +3,8 @@
 //! [`bundle::BUNDLE_SCHEMA_VERSION`], events [`event::EVENT_SCHEMA_VERSION`].
 //! Compiles for native and wasm32 alike.
 
+#[cfg(feature = "archive")]
+pub mod archive;
 pub mod bundle;
 pub mod event;
 pub mod hash;

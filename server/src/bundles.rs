@@ -9,13 +9,11 @@
 //! an ed25519 signature of the bundle hash by a trusted key
 //! ([`edetail_format::signature`]).
 
-use std::collections::HashMap;
-use std::io::Read;
 use std::path::Path;
 
+use edetail_format::archive::{self, ReadError};
 use edetail_format::bundle::{
-    ASSETS_DIR, BUNDLE_HASH_FILE, BUNDLE_MANIFEST_FILE, Bundle, WindowStatus, verify_and_parse,
-    verify_asset,
+    ASSETS_DIR, BUNDLE_HASH_FILE, BUNDLE_MANIFEST_FILE, Bundle, WindowStatus,
 };
 use edetail_format::signature::{
     PublicKey, SIGNATURE_FILE, SecretKey, SignatureError, crypto as sigcrypto,
@@ -27,18 +25,10 @@ use crate::storage::{NewVersion, VersionRecord};
 /// Largest accepted archive (bytes).
 pub const MAX_ARCHIVE_BYTES: usize = 256 * 1024 * 1024;
 
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    #[error("not a bundle archive: {0}")]
-    Archive(String),
-    #[error("archive has no `{0}`")]
-    Missing(String),
     #[error("{0}")]
-    Bundle(#[from] edetail_format::BundleError),
-    #[error("asset `{0}` is listed in bundle.json but missing from the archive")]
-    MissingAsset(String),
-    #[error("file `{0}` is not listed in bundle.json")]
-    Unlisted(String),
+    Read(#[from] ReadError),
     #[error("preview bundles cannot be published (rebuild without --preview)")]
     Preview,
     #[error("approval {code} expired on {until}; a new approval is needed")]
@@ -65,65 +55,18 @@ pub fn signature_blob_key(bundle_hash: &str) -> String {
     format!("{bundle_hash}.sig")
 }
 
-fn norm(path: &str) -> String {
-    path.trim_start_matches("./").to_string()
-}
-
 /// Read and verify a `.edetail` archive (tar of `bundle.json`, `bundle.sha256`,
-/// `bundle.sig`, `assets/`): content first (hashes, preview, approval window, assets),
-/// then the signature against `trusted` (none trusted: refused).
+/// `bundle.sig`, `assets/`) with the shared reader ([`edetail_format::archive`]: safe
+/// paths, regular files only, every hash, no unlisted file), then what publishing
+/// adds: not a preview, valid approval dates, window not ended, and the signature
+/// against `trusted` (none trusted: refused).
 pub fn verify_archive(
     bytes: &[u8],
     today: &str,
     trusted: &[PublicKey],
 ) -> Result<VerifiedBundle, PublishError> {
-    let mut files: HashMap<String, Vec<u8>> = HashMap::new();
-    let mut ar = tar::Archive::new(bytes);
-    let entries = ar
-        .entries()
-        .map_err(|e| PublishError::Archive(e.to_string()))?;
-    let mut total = 0usize;
-    for e in entries {
-        let mut e = e.map_err(|e| PublishError::Archive(e.to_string()))?;
-        let kind = e.header().entry_type();
-        if kind.is_dir() {
-            continue;
-        }
-        if !kind.is_file() {
-            return Err(PublishError::Archive(
-                "only regular files are allowed".into(),
-            ));
-        }
-        let path = e
-            .path()
-            .map_err(|e| PublishError::Archive(e.to_string()))?
-            .to_string_lossy()
-            .to_string();
-        let path = norm(&path);
-        if path.contains("..") || path.starts_with('/') {
-            return Err(PublishError::Archive(format!("unsafe path `{path}`")));
-        }
-        let mut buf = Vec::new();
-        e.read_to_end(&mut buf)
-            .map_err(|e| PublishError::Archive(e.to_string()))?;
-        total += buf.len();
-        if total > MAX_ARCHIVE_BYTES {
-            return Err(PublishError::Archive("archive too large".into()));
-        }
-        files.insert(path, buf);
-    }
-    if files.is_empty() {
-        return Err(PublishError::Archive("empty or not a tar archive".into()));
-    }
-    let manifest = files
-        .remove(BUNDLE_MANIFEST_FILE)
-        .ok_or_else(|| PublishError::Missing(BUNDLE_MANIFEST_FILE.into()))?;
-    let hash_file = files
-        .remove(BUNDLE_HASH_FILE)
-        .ok_or_else(|| PublishError::Missing(BUNDLE_HASH_FILE.into()))?;
-    let expected = String::from_utf8_lossy(&hash_file).trim().to_lowercase();
-    let signature = files.remove(SIGNATURE_FILE);
-    let bundle = verify_and_parse(&manifest, &expected)?;
+    let loaded = archive::read_archive(bytes, MAX_ARCHIVE_BYTES as u64)?;
+    let bundle = loaded.bundle;
     if bundle.preview {
         return Err(PublishError::Preview);
     }
@@ -142,24 +85,20 @@ pub fn verify_archive(
             until: a.valid_until.clone(),
         });
     }
-    let mut assets = Vec::with_capacity(bundle.assets.len());
-    for entry in &bundle.assets {
-        let bytes = files
-            .remove(&entry.path)
-            .ok_or_else(|| PublishError::MissingAsset(entry.path.clone()))?;
-        verify_asset(entry, &bytes)?;
-        assets.push((entry.sha256.clone(), bytes));
-    }
-    if let Some(extra) = files.keys().min() {
-        return Err(PublishError::Unlisted(extra.clone()));
-    }
-    sigcrypto::verify(signature.as_deref(), &expected, trusted)?;
+    sigcrypto::verify(loaded.signature.as_deref(), &loaded.hash, trusted)?;
+    // Stored by content hash, in the order bundle.json lists them.
+    let mut by_path = loaded.assets;
+    let assets = bundle
+        .assets
+        .iter()
+        .filter_map(|e| Some((e.sha256.clone(), by_path.remove(&e.path)?)))
+        .collect();
     Ok(VerifiedBundle {
-        hash: expected,
+        hash: loaded.hash,
         bundle,
-        manifest,
+        manifest: loaded.manifest,
         assets,
-        signature: signature.unwrap_or_default(),
+        signature: loaded.signature.unwrap_or_default(),
     })
 }
 
@@ -190,28 +129,27 @@ impl VerifiedBundle {
 }
 
 /// Pack a bundle directory (`bundle.json`, `bundle.sha256`, `bundle.sig` when
-/// present, `assets/`) into a tar archive.
+/// present, `assets/`) into a deterministic tar archive ([`archive::tar_of`]).
 pub fn pack_dir(dir: &Path) -> std::io::Result<Vec<u8>> {
-    let mut b = tar::Builder::new(Vec::new());
-    for name in [BUNDLE_MANIFEST_FILE, BUNDLE_HASH_FILE] {
-        b.append_path_with_name(dir.join(name), name)?;
-    }
-    if dir.join(SIGNATURE_FILE).is_file() {
-        b.append_path_with_name(dir.join(SIGNATURE_FILE), SIGNATURE_FILE)?;
+    let mut files = std::collections::BTreeMap::new();
+    for name in [BUNDLE_MANIFEST_FILE, BUNDLE_HASH_FILE, SIGNATURE_FILE] {
+        let p = dir.join(name);
+        if name == SIGNATURE_FILE && !p.is_file() {
+            continue;
+        }
+        files.insert(name.to_string(), std::fs::read(p)?);
     }
     let assets = dir.join(ASSETS_DIR);
     if assets.is_dir() {
-        let mut names: Vec<_> = std::fs::read_dir(&assets)?
-            .filter_map(Result::ok)
-            .filter(|e| e.path().is_file())
-            .map(|e| e.file_name().to_string_lossy().to_string())
-            .collect();
-        names.sort();
-        for n in names {
-            b.append_path_with_name(assets.join(&n), format!("{ASSETS_DIR}/{n}"))?;
+        for e in std::fs::read_dir(&assets)? {
+            let e = e?;
+            if e.file_type()?.is_file() {
+                let name = format!("{ASSETS_DIR}/{}", e.file_name().to_string_lossy());
+                files.insert(name, std::fs::read(e.path())?);
+            }
         }
     }
-    b.into_inner()
+    archive::tar_of(&files)
 }
 
 /// Pack in-memory files (path, bytes) into a tar archive.
@@ -483,7 +421,10 @@ mod tests {
             Err(PublishError::Signature(SignatureError::UnknownKey(_)))
         ));
         let e = verify_archive(&ar, "2025-01-01", &[]).unwrap_err();
-        assert_eq!(e, PublishError::Signature(SignatureError::NoTrustedKeys));
+        assert!(
+            matches!(e, PublishError::Signature(SignatureError::NoTrustedKeys)),
+            "{e}"
+        );
         assert!(e.to_string().contains("no trusted signing keys"), "{e}");
         let json = b.to_json();
         let hash = edetail_format::sha256_hex(&json);
@@ -494,10 +435,10 @@ mod tests {
             (BUNDLE_HASH_FILE, hash.as_bytes()),
             (&a.path, asset.as_bytes()),
         ]);
-        assert_eq!(
+        assert!(matches!(
             verify_archive(&unsigned, "2025-01-01", &[test_public_key()]).unwrap_err(),
             PublishError::Signature(SignatureError::Unsigned)
-        );
+        ));
     }
 
     #[test]
@@ -509,7 +450,7 @@ mod tests {
         ));
         assert!(matches!(
             verify_archive(b"not a tar", "2025-01-01", &[test_public_key()]),
-            Err(PublishError::Archive(_))
+            Err(PublishError::Read(_))
         ));
     }
 }

@@ -76,9 +76,13 @@ fn publish_catalog_and_bundles() {
         pb.preview = true;
         let pj = pb.to_json();
         let ph = edetail_format::sha256_hex(&pj);
+        // A complete preview bundle (its assets too): refused for being a preview.
+        let files = edetail_format::archive::archive_files(ar.as_slice(), u64::MAX).unwrap();
+        let asset = &bundle.assets[0].path;
         let preview_ar = edetail_server::bundles::pack_files(&[
             ("bundle.json", &pj),
             ("bundle.sha256", ph.as_bytes()),
+            (asset, &files[asset]),
         ]);
         match admin.publish(&preview_ar, &[]) {
             Err(ClientError::Status {
