@@ -73,26 +73,38 @@ impl AppState {
     pub async fn auth_token(&self, token: &str) -> Result<Principal, ApiError> {
         auth::authenticate(self.store.as_ref(), &self.keys, token)
             .await
-            .map_err(|e| match e {
-                auth::AuthError::Storage(m) => {
-                    tracing::warn!(error = %m, "storage error during authentication");
-                    ApiError::unavailable("the database is unavailable; retry later")
-                }
-                other => ApiError::unauthorized(other.to_string()),
-            })
+            .map_err(auth_error)
+    }
+
+    /// The admin behind a dashboard session cookie ([`auth::authenticate_session`]).
+    pub async fn auth_session(&self, session: &str) -> Result<Principal, ApiError> {
+        auth::authenticate_session(self.store.as_ref(), &self.keys, session)
+            .await
+            .map_err(auth_error)
     }
 
     /// An admin principal, from the bearer token or the dashboard's session cookie
     /// (HttpOnly, SameSite=Strict, so it is not sent on cross-site requests).
     pub async fn admin(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
         let who = match (bearer(headers), cookie(headers, crate::dashboard::COOKIE)) {
-            (None, Some(c)) => self.auth_token(&c).await?,
+            (None, Some(c)) => self.auth_session(&c).await?,
             _ => self.principal(headers).await?,
         };
         match who {
             p @ Principal::Admin { .. } => Ok(p),
             _ => Err(ApiError::forbidden("an admin token is required")),
         }
+    }
+}
+
+/// A failed authentication as an answer: storage trouble is 503, the rest 401.
+fn auth_error(e: auth::AuthError) -> ApiError {
+    match e {
+        auth::AuthError::Storage(m) => {
+            tracing::warn!(error = %m, "storage error during authentication");
+            ApiError::unavailable("the database is unavailable; retry later")
+        }
+        other => ApiError::unauthorized(other.to_string()),
     }
 }
 

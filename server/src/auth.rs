@@ -98,6 +98,62 @@ impl Keys {
     }
 }
 
+impl Keys {
+    /// A dashboard session for an admin token: `ses.<token id>.<expiry ms>.<mac>`, the
+    /// mac an HMAC-SHA256 of the id and expiry under the server secret. The cookie
+    /// holds this, never the token itself; [`authenticate_session`] also checks that
+    /// the token still exists and is not revoked.
+    pub fn sign_session(&self, token_id: &str, expires_ms: i64) -> String {
+        let msg = format!("{token_id}.{expires_ms}");
+        let sig = self
+            .mac("edetail-session-v1.", msg.as_bytes())
+            .finalize()
+            .into_bytes();
+        format!("ses.{msg}.{}", b64url(&sig))
+    }
+
+    /// The token id of a session whose signature verifies and which has not expired.
+    pub fn verify_session(&self, session: &str, now: i64) -> Result<String, AuthError> {
+        let rest = session.strip_prefix("ses.").ok_or(AuthError::Unknown)?;
+        let (msg, sig) = rest.rsplit_once('.').ok_or(AuthError::Unknown)?;
+        let (id, expires) = msg.split_once('.').ok_or(AuthError::Unknown)?;
+        if id.is_empty() || id.len() > MAX_TOKEN_ID_LEN {
+            return Err(AuthError::Unknown);
+        }
+        let sig = b64url_decode(sig).ok_or(AuthError::Unknown)?;
+        self.mac("edetail-session-v1.", msg.as_bytes())
+            .verify_slice(&sig)
+            .map_err(|_| AuthError::Unknown)?;
+        let expires: i64 = expires.parse().map_err(|_| AuthError::Unknown)?;
+        if expires <= now {
+            return Err(AuthError::SessionExpired);
+        }
+        Ok(id.to_string())
+    }
+}
+
+/// Resolve a dashboard session cookie ([`Keys::sign_session`]): signature and expiry,
+/// then the admin token it names must still exist, be an admin token and not be revoked.
+pub async fn authenticate_session(
+    store: &dyn Store,
+    keys: &Keys,
+    session: &str,
+) -> Result<Principal, AuthError> {
+    let id = keys.verify_session(session.trim(), now_ms())?;
+    let rec = store
+        .get_token(&id)
+        .await
+        .map_err(|e| AuthError::Storage(e.to_string()))?
+        .ok_or(AuthError::Unknown)?;
+    if rec.revoked_at.is_some() {
+        return Err(AuthError::Revoked);
+    }
+    match rec.kind {
+        TokenKind::Admin => Ok(Principal::Admin { token_id: rec.id }),
+        TokenKind::Device => Err(AuthError::Unknown),
+    }
+}
+
 fn is_pseudonym(s: &str) -> bool {
     s.len() == 33 && s.starts_with('p') && s[1..].bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -155,6 +211,8 @@ pub enum AuthError {
     Expired,
     #[error("share link signature is invalid")]
     BadSignature,
+    #[error("dashboard session expired; sign in again")]
+    SessionExpired,
     #[error("storage unavailable: {0}")]
     Storage(String),
 }
@@ -345,6 +403,32 @@ mod tests {
         assert_eq!(l.blocked("5.6.7.8", 1_500), None);
         assert_eq!(l.blocked("1.2.3.4", 61_000), None);
         assert_eq!(FailureLimiter::new(0).blocked("x", 0), None);
+    }
+
+    #[test]
+    fn sessions_verify_expire_and_resist_tampering() {
+        let k = keys();
+        let t = k.sign_session("0123456789abcdef", 2_000);
+        assert_eq!(k.verify_session(&t, 1_000), Ok("0123456789abcdef".into()));
+        assert_eq!(k.verify_session(&t, 2_000), Err(AuthError::SessionExpired));
+        // A later expiry or another id with the old signature is refused.
+        let sig = t.rsplit('.').next().unwrap();
+        for forged in [
+            format!("ses.0123456789abcdef.9999999999999.{sig}"),
+            format!("ses.fedcba9876543210.2000.{sig}"),
+            "ses.x".to_string(),
+            "ses...".to_string(),
+            "edt.0123456789abcdef.secret".to_string(),
+        ] {
+            assert_eq!(
+                k.verify_session(&forged, 1_000),
+                Err(AuthError::Unknown),
+                "{forged}"
+            );
+        }
+        // Another server's secret.
+        let other = Keys::from_hex(&"cd".repeat(32)).unwrap();
+        assert_eq!(other.verify_session(&t, 1_000), Err(AuthError::Unknown));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The insights dashboard: server-rendered HTML with inline SVG charts, no JavaScript,
-//! one small external stylesheet. Admins sign in once with their token (kept in an
-//! HttpOnly, SameSite=Strict cookie scoped to the site).
+//! one small external stylesheet. Admins sign in once with their token; the cookie
+//! (HttpOnly, SameSite=Strict, 12 hours) holds a signed session naming the token
+//! ([`crate::auth::Keys::sign_session`]), never the token itself, so revoking the
+//! token ends its sessions. `/insights/logout` clears it.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -90,11 +92,12 @@ fn login_page(msg: Option<&str>) -> Response {
 }
 
 async fn is_admin(st: &AppState, headers: &HeaderMap) -> bool {
-    let token = crate::app::bearer(headers).or_else(|| cookie(headers, COOKIE));
-    match token {
-        Some(t) => matches!(st.auth_token(&t).await, Ok(Principal::Admin { .. })),
-        None => false,
-    }
+    let who = match (crate::app::bearer(headers), cookie(headers, COOKIE)) {
+        (Some(t), _) => st.auth_token(&t).await,
+        (None, Some(c)) => st.auth_session(&c).await,
+        (None, None) => return false,
+    };
+    matches!(who, Ok(Principal::Admin { .. }))
 }
 
 #[derive(Deserialize)]
@@ -102,8 +105,12 @@ struct LoginForm {
     token: Option<String>,
 }
 
-fn set_cookie_and_go(token: &str) -> Response {
-    let c = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200");
+/// How long a dashboard session lasts.
+const SESSION_SECS: i64 = 12 * 3600;
+
+fn set_cookie_and_go(session: &str) -> Response {
+    let c =
+        format!("{COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECS}");
     (
         StatusCode::SEE_OTHER,
         [
@@ -132,7 +139,10 @@ async fn login_with(st: &AppState, token: &str) -> Response {
         return login_page(Some("That is not an admin token."));
     }
     match st.auth_token(t).await {
-        Ok(Principal::Admin { .. }) => set_cookie_and_go(t),
+        Ok(Principal::Admin { token_id }) => {
+            let expires = crate::util::now_ms() + SESSION_SECS * 1000;
+            set_cookie_and_go(&st.keys.sign_session(&token_id, expires))
+        }
         _ => login_page(Some("That is not a valid admin token.")),
     }
 }

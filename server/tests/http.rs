@@ -1160,6 +1160,53 @@ fn dashboard_pages() {
                 .unwrap()
                 .contains("YYYY-MM-DD")
         );
+        // The cookie is a signed session, not the token: the token's secret is not in
+        // it, a raw token or an altered session is refused, and revoking the token ends
+        // the session.
+        let secret = s.admin.rsplit('.').next().unwrap();
+        assert!(!cookie.contains(secret), "{cookie}");
+        let get_with = |c: &str| {
+            agent
+                .get(&format!("{}/insights", s.url))
+                .header("Cookie", c)
+                .call()
+                .unwrap()
+                .status()
+                .as_u16()
+        };
+        assert_eq!(get_with(&format!("edetail_admin={}", s.admin)), 401);
+        // One character in the middle of the signature changed (the last one carries
+        // padding bits).
+        let mut forged = cookie.clone().into_bytes();
+        let i = forged.len() - 10;
+        forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert_eq!(get_with(&forged), 401);
+        let second = s
+            .admin_client()
+            .create_token(&edetail_server::app::TokenRequest {
+                kind: Some("admin".into()),
+                rep: None,
+                territory: None,
+                label: Some("analyst".into()),
+            })
+            .unwrap();
+        let r = agent
+            .post(&format!("{}/insights/login", s.url))
+            .content_type("application/x-www-form-urlencoded")
+            .send(format!("token={}", second.token))
+            .unwrap();
+        let second_cookie = r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        assert_eq!(get_with(&second_cookie), 200);
+        s.admin_client().revoke_token(&second.id).unwrap();
+        assert_eq!(get_with(&second_cookie), 401, "revoked token's session");
+        assert_eq!(get_with(&cookie), 200);
         // The CSV export link works with the cookie.
         let r = agent
             .get(&format!("{}/api/v1/export/clickstream.csv", s.url))
