@@ -248,6 +248,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/bundles/{hash}/assets/{file}", get(bundle_asset))
         .merge(crate::dashboard::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(middleware::from_fn(bounded))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::audit::record,
@@ -258,6 +259,34 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
+}
+
+/// Longest any request but an upload or an export takes before it is answered 503 with
+/// `Retry-After` (a stalled database must not hang catalogs, dashboards or bundle
+/// downloads). Longer than [`crate::ingest::INGEST_TIMEOUT`], so ingest answers with its
+/// own message first.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Requests that may legitimately take longer than [`REQUEST_TIMEOUT`]: publishing (up
+/// to 256 MiB uploaded) and CSV exports over the whole store.
+fn unbounded_path(method: &axum::http::Method, path: &str) -> bool {
+    (method == axum::http::Method::POST && path == "/api/v1/bundles")
+        || path.starts_with("/api/v1/export/")
+}
+
+async fn bounded(req: axum::extract::Request, next: middleware::Next) -> Response {
+    if unbounded_path(req.method(), req.uri().path()) {
+        return next.run(req).await;
+    }
+    let path = req.uri().path().to_string();
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!(%path, timeout_s = REQUEST_TIMEOUT.as_secs(), "request timed out");
+            ApiError::unavailable("the server could not answer in time; retry later")
+                .into_response()
+        }
+    }
 }
 
 async fn root() -> Html<String> {
