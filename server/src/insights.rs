@@ -409,6 +409,8 @@ pub async fn deck_report(st: &AppState, f: &Filter) -> Result<DeckReport, ApiErr
         .clone()
         .ok_or_else(|| ApiError::bad_request("`deck` is required"))?;
     let s = &st.store;
+    // Read before the rollups: every session it reports closed is in them.
+    let status = s.session_status().await?;
     let (views, hist, sess_slide, sess_end, sessions, links, answers_n, answers, reactions) = tokio::join!(
         s.rollup("view", f, GroupBy::K1),
         s.rollup("dwell_hist", f, GroupBy::K1K2),
@@ -431,7 +433,6 @@ pub async fn deck_report(st: &AppState, f: &Filter) -> Result<DeckReport, ApiErr
         s.reach(f, GroupBy::Deck),
         label_bundle(st, &deck, f.version.as_deref()),
     );
-    let status = s.session_status().await?;
     let mut inter = Vec::new();
     for kind in [
         "popup",

@@ -533,7 +533,7 @@ fn group_deltas(c: &Connection, group: &Group) -> Result<rollup::Deltas, StoreEr
         }
     }
     let mut d = rollup::compute(&fresh, &hcps);
-    track_sessions(c, group, ended, &mut d)?;
+    track_sessions(c, group, ended, &mut hcps, &mut d)?;
     Ok(d)
 }
 
@@ -544,6 +544,7 @@ fn track_sessions(
     c: &Connection,
     group: &Group,
     ended: Vec<String>,
+    hcps: &mut HashMap<String, HcpRecord>,
     d: &mut rollup::Deltas,
 ) -> Result<(), StoreError> {
     let mut last: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
@@ -551,15 +552,23 @@ fn track_sessions(
         let e = last.entry(r.session_id.as_str()).or_insert(r.received_at);
         *e = (*e).max(r.received_at);
     }
+    let mut close: std::collections::BTreeMap<&str, Option<rollup::SessionState>> = ended
+        .iter()
+        .chain(&group.close)
+        .map(|s| (s.as_str(), None))
+        .collect();
+    // The upsert leaves `contrib` and `frozen` alone: it returns the stored state.
     let mut up = c.prepare_cached(
         "INSERT INTO sess (session_id, last_rx, dirty) VALUES (?1, ?2, 1)
-         ON CONFLICT DO UPDATE SET last_rx = max(last_rx, excluded.last_rx), dirty = 1",
+         ON CONFLICT DO UPDATE SET last_rx = max(last_rx, excluded.last_rx), dirty = 1
+         RETURNING contrib, frozen",
     )?;
     for (s, rx) in &last {
-        up.execute(params![s, rx])?;
+        let state = up.query_row(params![s, rx], session_state)?;
+        if let Some(x) = close.get_mut(s) {
+            *x = Some(state);
+        }
     }
-    let mut close: std::collections::BTreeSet<&str> = ended.iter().map(String::as_str).collect();
-    close.extend(group.close.iter().map(String::as_str));
     if close.is_empty() {
         return Ok(());
     }
@@ -574,22 +583,20 @@ fn track_sessions(
         "UPDATE sess SET dirty = 0, contrib = ?2, closed_at = ?3 WHERE session_id = ?1",
     )?;
     let now = crate::util::now_ms();
-    for s in close {
-        let state = st
-            .query_row([s], |r| {
-                Ok(rollup::SessionState {
-                    contrib: r.get(0)?,
-                    frozen: r.get::<_, i64>(1)? != 0,
-                })
-            })
-            .optional()?
-            .unwrap_or_default();
+    for (s, state) in close {
+        let state = match state {
+            Some(x) => x,
+            None => st
+                .query_row([s], session_state)
+                .optional()?
+                .unwrap_or_default(),
+        };
         let items = ev
             .query_map([s], session_item)?
             .collect::<Result<Vec<_>, _>>()?;
-        let mut hcps = HashMap::new();
         if let Some(h) =
             rollup::SessionContribution::representative(&items).and_then(|r| r.hcp.clone())
+            && !hcps.contains_key(&h)
             && let Some(rec) = hq
                 .query_row([&h], |r| {
                     Ok(HcpRecord {
@@ -604,10 +611,17 @@ fn track_sessions(
         {
             hcps.insert(h, rec);
         }
-        let contrib = rollup::reclose(d, &state, &items, &hcps);
+        let contrib = rollup::reclose(d, &state, &items, hcps);
         done.execute(params![s, contrib, now])?;
     }
     Ok(())
+}
+
+fn session_state(r: &rusqlite::Row<'_>) -> rusqlite::Result<rollup::SessionState> {
+    Ok(rollup::SessionState {
+        contrib: r.get(0)?,
+        frozen: r.get::<_, i64>(1)? != 0,
+    })
 }
 
 /// A [`SessionItem`] from a row of [`SESSION_ITEM_COLS`].
