@@ -552,21 +552,19 @@ fn track_sessions(
         let e = last.entry(r.session_id.as_str()).or_insert(r.received_at);
         *e = (*e).max(r.received_at);
     }
-    let mut close: std::collections::BTreeMap<&str, Option<rollup::SessionState>> = ended
+    let close: std::collections::BTreeSet<&str> = ended
         .iter()
         .chain(&group.close)
-        .map(|s| (s.as_str(), None))
+        .map(String::as_str)
         .collect();
-    // The upsert leaves `contrib` and `frozen` alone: it returns the stored state.
+    // Sessions closed in this commit are written once, closed, below.
     let mut up = c.prepare_cached(
         "INSERT INTO sess (session_id, last_rx, dirty) VALUES (?1, ?2, 1)
-         ON CONFLICT DO UPDATE SET last_rx = max(last_rx, excluded.last_rx), dirty = 1
-         RETURNING contrib, frozen",
+         ON CONFLICT DO UPDATE SET last_rx = max(last_rx, excluded.last_rx), dirty = 1",
     )?;
     for (s, rx) in &last {
-        let state = up.query_row(params![s, rx], session_state)?;
-        if let Some(x) = close.get_mut(s) {
-            *x = Some(state);
+        if !close.contains(s) {
+            up.execute(params![s, rx])?;
         }
     }
     if close.is_empty() {
@@ -580,17 +578,16 @@ fn track_sessions(
         "SELECT specialty, institution, region, segment FROM hcps WHERE hcp = ?1",
     )?;
     let mut done = c.prepare_cached(
-        "UPDATE sess SET dirty = 0, contrib = ?2, closed_at = ?3 WHERE session_id = ?1",
+        "INSERT INTO sess (session_id, last_rx, dirty, contrib, closed_at) VALUES (?1, ?2, 0, ?3, ?4)
+         ON CONFLICT DO UPDATE SET last_rx = max(last_rx, excluded.last_rx), dirty = 0,
+           contrib = excluded.contrib, closed_at = excluded.closed_at",
     )?;
     let now = crate::util::now_ms();
-    for (s, state) in close {
-        let state = match state {
-            Some(x) => x,
-            None => st
-                .query_row([s], session_state)
-                .optional()?
-                .unwrap_or_default(),
-        };
+    for s in close {
+        let state = st
+            .query_row([s], session_state)
+            .optional()?
+            .unwrap_or_default();
         let items = ev
             .query_map([s], session_item)?
             .collect::<Result<Vec<_>, _>>()?;
@@ -612,7 +609,8 @@ fn track_sessions(
             hcps.insert(h, rec);
         }
         let contrib = rollup::reclose(d, &state, &items, hcps);
-        done.execute(params![s, contrib, now])?;
+        let rx = last.get(s).copied().unwrap_or(0);
+        done.execute(params![s, rx, contrib, now])?;
     }
     Ok(())
 }
