@@ -1054,6 +1054,11 @@ pub async fn prepare(
     if let Some(days) = cfg.retention_days {
         crate::retention::spawn(state.store.clone(), days);
     }
+    crate::sessions::spawn(
+        state.store.clone(),
+        cfg.session_idle,
+        cfg.session_close_every,
+    );
     if cfg.trusted_keys.is_empty() {
         tracing::warn!(
             "no trusted signing keys configured (--trusted-keys / EDETAIL_TRUSTED_KEYS / trusted_keys): publishing is refused"

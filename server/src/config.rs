@@ -53,6 +53,13 @@ pub struct ServeArgs {
     /// Delete raw events older than this many days (rollups are kept); default: keep all.
     #[arg(long, env = "EDETAIL_RETENTION_DAYS")]
     pub retention_days: Option<u32>,
+    /// Close a session without `session_end` after this many seconds with no new event
+    /// (its drop-off and path are then counted); default 1800 (30 min).
+    #[arg(long, env = "EDETAIL_SESSION_IDLE_SECS")]
+    pub session_idle_secs: Option<u64>,
+    /// How often the idle-session close job runs, in seconds (default 60).
+    #[arg(long, env = "EDETAIL_SESSION_CLOSE_INTERVAL_SECS")]
+    pub session_close_interval_secs: Option<u64>,
 }
 
 /// The TOML file's keys (all optional), same names as the flags with `_`.
@@ -75,6 +82,8 @@ pub struct FileConfig {
     /// A trusted-keys file (one key per line).
     pub trusted_keys_file: Option<PathBuf>,
     pub retention_days: Option<u32>,
+    pub session_idle_secs: Option<u64>,
+    pub session_close_interval_secs: Option<u64>,
 }
 
 /// Resolved configuration.
@@ -96,6 +105,10 @@ pub struct Config {
     pub trusted_keys: Vec<PublicKey>,
     /// Raw events older than this many days are deleted (rollups kept); None keeps all.
     pub retention_days: Option<u32>,
+    /// A session without `session_end` is closed after this long with no new event.
+    pub session_idle: std::time::Duration,
+    /// How often the idle-session close job runs.
+    pub session_close_every: std::time::Duration,
 }
 
 impl Config {
@@ -119,6 +132,8 @@ impl Config {
             auth_failures_per_minute: 20,
             trusted_keys: vec![crate::bundles::test_public_key()],
             retention_days: None,
+            session_idle: crate::sessions::DEFAULT_IDLE,
+            session_close_every: crate::sessions::DEFAULT_INTERVAL,
         }
     }
 }
@@ -218,6 +233,16 @@ impl ServeArgs {
                 .or(file.auth_failures_per_minute)
                 .unwrap_or(20),
             retention_days: self.retention_days.or(file.retention_days),
+            session_idle: self.session_idle_secs.or(file.session_idle_secs).map_or(
+                crate::sessions::DEFAULT_IDLE,
+                std::time::Duration::from_secs,
+            ),
+            session_close_every: self
+                .session_close_interval_secs
+                .or(file.session_close_interval_secs)
+                .map_or(crate::sessions::DEFAULT_INTERVAL, |s| {
+                    std::time::Duration::from_secs(s.max(1))
+                }),
         })
     }
 }

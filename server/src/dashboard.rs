@@ -524,6 +524,18 @@ fn render_overview(o: &Overview, p: &FilterParams) -> String {
     s
 }
 
+/// How far session closing has got (drop-off and paths count closed sessions only).
+fn closing_lag(r: &DeckReport) -> String {
+    match r.closed_up_to_ms {
+        Some(t) => format!(
+            "Sessions still open: {} (not yet in drop-off and paths); closed up to {}.",
+            r.open_sessions,
+            esc(&crate::util::iso_datetime(t))
+        ),
+        None => "Sessions still open: 0; all sessions closed.".to_string(),
+    }
+}
+
 fn render_deck(r: &DeckReport, p: &FilterParams) -> String {
     let mut s = format!(
         "<p class=\"crumbs\"><a href=\"/insights\">Decks</a> › {}</p><h1>{}</h1>",
@@ -541,7 +553,7 @@ fn render_deck(r: &DeckReport, p: &FilterParams) -> String {
         kpi("Physicians reached", r.reach),
         kpi("Sessions", r.sessions),
         kpi("Slide views", r.views),
-        kpi("Completed sessions", r.ended_sessions),
+        kpi("Closed sessions", r.ended_sessions),
         kpi("Visit requests", r.visit_requests)
     );
     // Channel split.
@@ -582,7 +594,8 @@ fn render_deck(r: &DeckReport, p: &FilterParams) -> String {
         .collect();
     let _ = write!(
         s,
-        "<section class=\"card\"><h2>Drop-off along the main flow</h2><p class=\"muted\">Share of completed sessions that viewed each slide.</p>{}</section>",
+        "<section class=\"card\"><h2>Drop-off along the main flow</h2><p class=\"muted\">Share of closed sessions (ended, or idle past the timeout) that viewed each slide.</p><p class=\"muted lag\">{}</p>{}</section>",
+        closing_lag(r),
         hbars(&funnel, "funnel")
     );
     s.push_str("<section class=\"card\"><h2>Slides</h2><p class=\"muted\">Median dwell is interpolated from a dwell histogram (bucket edges 1, 2, 3, 5, 8, 13, 20, 30, 45, 60, 90, 120, 180, 300 s); mean is exact.</p><div class=\"scroll\"><table><thead><tr><th>#</th><th>Slide</th><th>Key message</th><th class=\"num\">Views</th><th class=\"num\">Median dwell</th><th class=\"num\">Mean dwell</th><th class=\"num\">Reached</th></tr></thead><tbody>");
@@ -700,9 +713,13 @@ fn render_deck(r: &DeckReport, p: &FilterParams) -> String {
         reaction_bars(&r.reactions)
     );
 
-    s.push_str("<div class=\"grid2\"><section class=\"card\"><h2>Paths followed in calls with a positive reaction</h2>");
+    let _ = write!(
+        s,
+        "<div class=\"grid2\"><section class=\"card\"><h2>Paths followed in calls with a positive reaction</h2><p class=\"muted lag\">{}</p>",
+        closing_lag(r)
+    );
     if r.paths.is_empty() {
-        s.push_str("<p class=\"muted\">No completed sessions with a positive reaction yet.</p>");
+        s.push_str("<p class=\"muted\">No closed sessions with a positive reaction yet.</p>");
     } else {
         s.push_str("<ol class=\"paths\">");
         for pth in &r.paths {

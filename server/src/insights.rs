@@ -125,9 +125,9 @@ pub struct SlideStat {
     pub views: i64,
     pub dwell_mean_ms: Option<i64>,
     pub dwell_median_ms: Option<i64>,
-    /// Ended sessions that viewed this slide.
+    /// Closed sessions that viewed this slide.
     pub sessions_reached: i64,
-    /// `sessions_reached` / ended sessions (drop-off along the flow).
+    /// `sessions_reached` / closed sessions (drop-off along the flow).
     pub reached_pct: Option<f64>,
 }
 
@@ -195,7 +195,7 @@ pub struct TrendPoint {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PathStat {
     pub path: Vec<String>,
-    /// Ended sessions that followed this path and had a positive reaction.
+    /// Closed sessions that followed this path and had a positive reaction.
     pub positive_sessions: i64,
     pub sessions: i64,
 }
@@ -214,7 +214,16 @@ pub struct DeckReport {
     pub labels_from: Option<String>,
     pub versions: Vec<String>,
     pub sessions: i64,
+    /// Closed sessions (ended, or idle past the timeout): the drop-off denominator.
     pub ended_sessions: i64,
+    /// Sessions (all decks) with events not yet in drop-off and paths: open, or closed
+    /// and since extended by late events. See [`crate::sessions`].
+    #[serde(default)]
+    pub open_sessions: i64,
+    /// Every session whose last event was received before this time (ms since the
+    /// epoch) is in drop-off and paths; none when no session is open.
+    #[serde(default)]
+    pub closed_up_to_ms: Option<i64>,
     pub views: i64,
     pub reach: i64,
     pub visit_requests: i64,
@@ -400,6 +409,8 @@ pub async fn deck_report(st: &AppState, f: &Filter) -> Result<DeckReport, ApiErr
         .clone()
         .ok_or_else(|| ApiError::bad_request("`deck` is required"))?;
     let s = &st.store;
+    // Read before the rollups: every session it reports closed is in them.
+    let status = s.session_status().await?;
     let (views, hist, sess_slide, sess_end, sessions, links, answers_n, answers, reactions) = tokio::join!(
         s.rollup("view", f, GroupBy::K1),
         s.rollup("dwell_hist", f, GroupBy::K1K2),
@@ -684,6 +695,8 @@ pub async fn deck_report(st: &AppState, f: &Filter) -> Result<DeckReport, ApiErr
         versions,
         sessions: sessions_total,
         ended_sessions: ended,
+        open_sessions: status.open,
+        closed_up_to_ms: status.oldest_open_ms,
         views: views_total,
         reach: total(&reach_all?),
         visit_requests: total(&visits?),

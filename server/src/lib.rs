@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod insights;
 pub mod retention;
 pub mod rollup;
+pub mod sessions;
 pub mod storage;
 pub mod util;
 

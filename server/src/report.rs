@@ -104,6 +104,8 @@ pub fn deck_sections(r: &DeckReport) -> Vec<Section> {
                 "ended_sessions",
                 "views",
                 "visit_requests",
+                "open_sessions",
+                "closed_up_to",
             ],
             rows: vec![vec![
                 r.deck_id.clone(),
@@ -114,6 +116,10 @@ pub fn deck_sections(r: &DeckReport) -> Vec<Section> {
                 r.ended_sessions.to_string(),
                 r.views.to_string(),
                 r.visit_requests.to_string(),
+                r.open_sessions.to_string(),
+                r.closed_up_to_ms
+                    .map(crate::util::iso_datetime)
+                    .unwrap_or_default(),
             ]],
         },
         Section {

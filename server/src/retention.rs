@@ -6,12 +6,13 @@
 //! offset), the same time that places an event on a dashboard day: "older than N days"
 //! means "about a day more than N days ago", whatever the day it was received.
 //!
-//! Session-level rollups (drop-off, paths, positive calls) are computed when a
-//! `session_end` arrives, from the session's stored events. So an old event is deleted
-//! only once its session has a stored `session_end`; events of sessions without one
-//! are kept until 2N days, in case a device that was offline sends the end late. A
-//! `session_end` arriving after that finds the session's early events gone, and its
-//! session rollups count only the events still stored (documented in docs/server.md).
+//! Session-level rollups (drop-off, paths, positive calls) are computed from the
+//! session's stored events when the session is closed ([`crate::sessions`]: at its
+//! `session_end`, or by the idle-session job). So an old event is deleted only once its
+//! session is closed with every event counted; events of sessions still open are kept
+//! until 2N days. A session losing events is frozen: later events of it no longer change
+//! its session rollups (they are never recomputed from a partial session). See
+//! docs/server.md.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -12,9 +12,21 @@
 //! (deck, version, channel, physician) answers reach queries without day, territory or
 //! physician-dimension filters quickly.
 //!
-//! Session-level rollups (slides reached per session for drop-off, the path followed
-//! and whether the call had a positive reaction) are computed when a `session_end`
-//! event arrives, from the session's stored events.
+//! Session-level rollups (`sess_end`, `sess_slide`, `path`: slides reached per session
+//! for drop-off, the path followed and whether the call had a positive reaction) are
+//! computed from the session's stored events when the session is *closed*: in the
+//! ingest transaction when its `session_end` arrives, or by the background job
+//! ([`crate::sessions`]) once no event of it has been received for the idle timeout
+//! (default 30 min): tabs closed, iPads locked and killed apps never send an end.
+//! What a session contributed is stored with it (`sess` table, a
+//! [`SessionContribution`] as JSON); when events arrive after it was closed (an
+//! offline device syncing the rest of a call, maybe with its `session_end`), the
+//! session is open again and its next closing subtracts the stored contribution and
+//! adds the one computed from all its events ([`reclose`]), so the session-level
+//! rollups always equal what all the events arriving together would give, and a
+//! session is counted once however often it is closed. The contribution's cohort
+//! and day are those of the session's first `session_end` (lowest seq), else of its
+//! last event (highest seq).
 //!
 //! Metrics (k1 / k2; n; s):
 //! - `session` (- / -; sessions started)
@@ -28,8 +40,9 @@
 //! - `answer` (question / option id, `rating:N` or `text`)
 //! - `reaction` (key message or `slide:<id>` / `-1`|`0`|`1`)
 //! - `question` (normalised question text / -), `visit_request`, `consent` (- / granted)
-//! - `sess_end` (- / -; ended sessions), `sess_slide` (slide / -; ended sessions that
-//!   viewed the slide), `path` (first slides in order joined by ` > ` / `pos`|`other`)
+//! - `sess_end` (- / -; closed sessions: ended or idle), `sess_slide` (slide / -; closed
+//!   sessions that viewed the slide), `path` (first slides in order joined by ` > ` /
+//!   `pos`|`other`)
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -76,7 +89,18 @@ pub struct KeyDims {
 /// The dimensions a rollup row is counted under (a "cohort"). Grain 0 keeps only the
 /// channel (territory and physician dimensions are `*`); grain 1 keeps all of them.
 /// Stores intern it into an integer id.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Cohort {
     pub grain: i32,
     pub channel: String,
@@ -134,7 +158,7 @@ impl Hasher for IntHasher {
 }
 
 /// What a store must look up before [`compute`]: the HCP directory rows of these
-/// physicians and the stored events of these (ended) sessions.
+/// physicians; and the sessions with a new `session_end` (to close, [`reclose`]).
 pub fn needs(rows: &[&EventRow]) -> (Vec<String>, Vec<String>) {
     let mut hcps = BTreeSet::new();
     let mut sessions = BTreeSet::new();
@@ -269,11 +293,7 @@ pub fn cohorts_of(row: &EventRow, hcp: Option<&HcpRecord>) -> [Cohort; 2] {
 }
 
 /// The rollup deltas of newly stored, non-preview events.
-pub fn compute(
-    rows: &[&EventRow],
-    hcps: &HashMap<String, HcpRecord>,
-    sessions: &HashMap<String, Vec<SessionItem>>,
-) -> Deltas {
+pub fn compute(rows: &[&EventRow], hcps: &HashMap<String, HcpRecord>) -> Deltas {
     let mut d = Deltas::default();
     for row in rows {
         if row.preview {
@@ -380,13 +400,9 @@ pub fn compute(
             }
             EventKind::VisitRequest { .. } => d.add(&c, "visit_request", "", "", 1, 0),
             EventKind::Consent { granted } => d.add(&c, "consent", "", &granted.to_string(), 1, 0),
-            EventKind::SessionEnd { .. } => {
-                d.add(&c, "sess_end", "", "", 1, 0);
-                if let Some(items) = sessions.get(&row.session_id) {
-                    session_rollups(&mut d, &c, items);
-                }
-            }
-            EventKind::PopupClose { .. }
+            // Session-level rollups: when the session is closed ([`reclose`]).
+            EventKind::SessionEnd { .. }
+            | EventKind::PopupClose { .. }
             | EventKind::IsiScroll { .. }
             | EventKind::Visibility { .. }
             | EventKind::RuntimeError { .. } => {}
@@ -395,48 +411,171 @@ pub fn compute(
     d
 }
 
-fn session_rollups(d: &mut Deltas, c: &Ctx<'_>, items: &[SessionItem]) {
+/// What one closed session adds to the session-level rollups (stored with the session
+/// so that closing it again can subtract it).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SessionContribution {
+    pub deck: String,
+    pub version: String,
+    /// Grain-0 and grain-1 cohorts.
+    pub cohorts: [Cohort; 2],
+    pub day: i32,
+    /// Distinct slides with a counted view.
+    pub slides: Vec<String>,
+    /// The path (first [`PATH_LEN`] slides joined by ` > `) and `pos`|`other`; none
+    /// without counted views.
+    pub path: Option<(String, String)>,
+}
+
+impl SessionContribution {
+    /// The hcp whose directory row the cohort needs: see [`session_contribution`].
+    pub fn representative(items: &[SessionItem]) -> Option<&SessionItem> {
+        items
+            .iter()
+            .filter(|i| i.etype == "session_end")
+            .min_by_key(|i| (i.seq, i.corrected_time))
+            .or_else(|| items.iter().max_by_key(|i| (i.seq, i.corrected_time)))
+    }
+}
+
+/// A session's contribution from its stored (non-preview) events; none without events.
+pub fn session_contribution(
+    items: &[SessionItem],
+    hcps: &HashMap<String, HcpRecord>,
+) -> Option<SessionContribution> {
+    let rep = SessionContribution::representative(items)?;
+    let d = rep.hcp.as_ref().and_then(|h| hcps.get(h)).cloned();
+    let d = d.unwrap_or_default();
+    let coarse = Cohort {
+        grain: 0,
+        channel: rep.channel.clone(),
+        territory: "*".into(),
+        specialty: "*".into(),
+        region: "*".into(),
+        institution: "*".into(),
+        segment: "*".into(),
+    };
+    let fine = Cohort {
+        grain: 1,
+        channel: rep.channel.clone(),
+        territory: rep.territory.clone().unwrap_or_default(),
+        specialty: d.specialty,
+        region: d.region,
+        institution: d.institution,
+        segment: d.segment,
+    };
     let mut views: Vec<&SessionItem> = items
         .iter()
         .filter(|i| i.etype == "slide_view" && i.val == Some(1) && i.slide_id.is_some())
         .collect();
     views.sort_by_key(|i| (i.ord.unwrap_or(i64::MAX), i.seq));
     let mut seen = BTreeSet::new();
+    let mut slides = Vec::new();
     for v in &views {
         if let Some(s) = &v.slide_id
             && seen.insert(s.as_str())
         {
-            d.add(c, "sess_slide", s, "", 1, 0);
+            slides.push(s.clone());
         }
     }
-    if views.is_empty() {
-        return;
-    }
-    let mut path: Vec<&str> = Vec::new();
-    for v in &views {
-        let s = v.slide_id.as_deref().unwrap_or("");
-        if path.last() != Some(&s) {
-            path.push(s);
+    let path = (!views.is_empty()).then(|| {
+        let mut path: Vec<&str> = Vec::new();
+        for v in &views {
+            let s = v.slide_id.as_deref().unwrap_or("");
+            if path.last() != Some(&s) {
+                path.push(s);
+            }
+            if path.len() == PATH_LEN {
+                break;
+            }
         }
-        if path.len() == PATH_LEN {
-            break;
+        let positive = items
+            .iter()
+            .any(|i| i.etype == "reaction" && i.val == Some(1));
+        (
+            path.join(" > "),
+            if positive { "pos" } else { "other" }.to_string(),
+        )
+    });
+    Some(SessionContribution {
+        deck: rep.deck.clone(),
+        version: rep.version.clone(),
+        cohorts: [coarse, fine],
+        day: day_of_ms(rep.corrected_time),
+        slides,
+        path,
+    })
+}
+
+impl Deltas {
+    /// Add (`sign` 1) or subtract (`sign` -1) a session's contribution.
+    pub fn add_session(&mut self, c: &SessionContribution, sign: i64) {
+        let coh = [
+            self.intern_cohort(&c.cohorts[0]),
+            self.intern_cohort(&c.cohorts[1]),
+        ];
+        let put = |d: &mut Deltas, metric: &str, k1: &str, k2: &str| {
+            let k = d.key_id(metric, &c.deck, &c.version, k1, k2);
+            for h in coh {
+                let e = d.rollup.entry((k, h, c.day)).or_insert((0, 0));
+                e.0 += sign;
+            }
+        };
+        put(self, "sess_end", "", "");
+        for s in &c.slides {
+            put(self, "sess_slide", s, "");
+        }
+        if let Some((p, pos)) = &c.path {
+            put(self, "path", p, pos);
         }
     }
-    let positive = items
-        .iter()
-        .any(|i| i.etype == "reaction" && i.val == Some(1));
-    d.add(
-        c,
-        "path",
-        &path.join(" > "),
-        if positive { "pos" } else { "other" },
-        1,
-        0,
-    );
+}
+
+/// A session's stored closing state.
+#[derive(Debug, Clone, Default)]
+pub struct SessionState {
+    /// The stored contribution (JSON), if the session was closed before.
+    pub contrib: Option<String>,
+    /// Some of its raw events were deleted by retention: its contribution is kept as is.
+    pub frozen: bool,
+}
+
+/// Close a session: add to `d` the change from its stored contribution to the one of
+/// its events `items` (subtract the old, add the new) and return the contribution to
+/// store. A frozen session keeps its stored contribution.
+pub fn reclose(
+    d: &mut Deltas,
+    state: &SessionState,
+    items: &[SessionItem],
+    hcps: &HashMap<String, HcpRecord>,
+) -> Option<String> {
+    if state.frozen {
+        return state.contrib.clone();
+    }
+    let old: Option<SessionContribution> = state.contrib.as_deref().and_then(|j| {
+        serde_json::from_str(j)
+            .map_err(|e| tracing::warn!(error = %e, "unreadable stored session contribution"))
+            .ok()
+    });
+    let new = session_contribution(items, hcps);
+    if old != new {
+        if let Some(o) = &old {
+            d.add_session(o, -1);
+        }
+        if let Some(n) = &new {
+            d.add_session(n, 1);
+        }
+    }
+    match new {
+        Some(n) => serde_json::to_string(&n).ok(),
+        None => state.contrib.clone().filter(|_| old.is_none()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]
@@ -447,6 +586,100 @@ mod tests {
         assert_eq!(dwell_bucket(10_000_000), DWELL_BUCKETS_MS.len());
         assert_eq!(bucket_bounds(0), (0, 1000));
         assert_eq!(bucket_bounds(14), (300_000, 600_000));
+    }
+
+    fn item(
+        etype: &str,
+        seq: i64,
+        slide: Option<&str>,
+        ord: Option<i64>,
+        val: Option<i64>,
+    ) -> SessionItem {
+        SessionItem {
+            etype: etype.into(),
+            slide_id: slide.map(String::from),
+            seq,
+            ord,
+            val,
+            deck: "d".into(),
+            version: "1".into(),
+            channel: "mr_led".into(),
+            territory: Some("T1".into()),
+            hcp: None,
+            corrected_time: 86_400_000 * 3 + seq,
+        }
+    }
+
+    /// Net (metric, k1, k2) -> n over both grains of some deltas.
+    fn net(d: &Deltas) -> BTreeMap<(String, String, String), i64> {
+        let mut m = BTreeMap::new();
+        for ((k, _, _), (n, _)) in &d.rollup {
+            let k = &d.keys[*k as usize];
+            *m.entry((k.metric.clone(), k.k1.clone(), k.k2.clone()))
+                .or_insert(0) += n;
+        }
+        m.retain(|_, n| *n != 0);
+        m
+    }
+
+    #[test]
+    fn closing_again_replaces_the_contribution() {
+        let first = vec![
+            item("session_start", 0, None, None, None),
+            item("slide_view", 1, Some("a"), Some(1), Some(1)),
+        ];
+        let all = [
+            first.clone(),
+            vec![
+                item("slide_view", 2, Some("b"), Some(2), Some(1)),
+                item("reaction", 3, Some("b"), None, Some(1)),
+                item("session_end", 4, None, None, None),
+            ],
+        ]
+        .concat();
+        let hcps = HashMap::new();
+        // Closed with its first events (auto-closed), then again with all of them.
+        let mut d = Deltas::default();
+        let c1 = reclose(&mut d, &SessionState::default(), &first, &hcps);
+        let state = SessionState {
+            contrib: c1.clone(),
+            frozen: false,
+        };
+        let c2 = reclose(&mut d, &state, &all, &hcps);
+        // Equal to closing it once with all its events.
+        let mut once = Deltas::default();
+        let c_once = reclose(&mut once, &SessionState::default(), &all, &hcps);
+        assert_eq!(net(&d), net(&once));
+        assert_eq!(c2, c_once);
+        let k = |m: &str, k1: &str, k2: &str| (m.to_string(), k1.to_string(), k2.to_string());
+        assert_eq!(
+            net(&once),
+            BTreeMap::from([
+                (k("path", "a > b", "pos"), 2),
+                (k("sess_end", "", ""), 2),
+                (k("sess_slide", "a", ""), 2),
+                (k("sess_slide", "b", ""), 2),
+            ])
+        );
+        // Closing again without new events changes nothing; a frozen session keeps its
+        // contribution.
+        let mut again = Deltas::default();
+        let st = SessionState {
+            contrib: c2.clone(),
+            frozen: false,
+        };
+        assert_eq!(reclose(&mut again, &st, &all, &hcps), c2);
+        assert!(net(&again).is_empty());
+        let frozen = SessionState {
+            contrib: c1.clone(),
+            frozen: true,
+        };
+        assert_eq!(reclose(&mut again, &frozen, &all, &hcps), c1);
+        assert!(net(&again).is_empty());
+        // The session_end fixes the cohort day; without one, the last event does.
+        let c: SessionContribution = serde_json::from_str(c1.as_deref().unwrap()).unwrap();
+        assert_eq!(c.day, 3);
+        assert_eq!(c.cohorts[1].territory, "T1");
     }
 
     #[test]

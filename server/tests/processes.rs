@@ -285,3 +285,123 @@ fn two_postgres_processes_never_double_count() {
     drop(b);
     drop_schema(&schema);
 }
+
+/// Two processes on one PostgreSQL database both run the idle-session close job:
+/// every session without `session_end` is closed by exactly one of them (counted once
+/// in drop-off), also when late events reopen the sessions.
+#[test]
+fn two_postgres_processes_close_each_idle_session_once() {
+    if !pg_available() {
+        return;
+    }
+    let schema = unique_schema();
+    let d1 = tempfile::tempdir().unwrap();
+    let d2 = tempfile::tempdir().unwrap();
+    let flags = [
+        "--log-level",
+        "warn",
+        "--session-idle-secs",
+        "0",
+        "--session-close-interval-secs",
+        "1",
+    ];
+    let a = ServerProc::spawn(d1.path(), Some(&schema), &flags, Stdio::inherit());
+    let b = ServerProc::spawn(d2.path(), Some(&schema), &flags, Stdio::inherit());
+    let admin_token = a.admin.clone().unwrap();
+    let admin = Client::new(&a.url, Some(&admin_token));
+    let (ar, _) =
+        edetail_server::bundles::sample_bundle("d", "1.0.0", "2020-01-01", "2099-12-31", 4);
+    let hash = admin.publish(&ar, &[]).unwrap().bundle_hash;
+    let dev = admin
+        .create_token(&edetail_server::app::TokenRequest {
+            kind: Some("device".into()),
+            rep: Some("r".into()),
+            territory: Some("t".into()),
+            label: None,
+        })
+        .unwrap()
+        .token;
+    // 600 sessions without an end (start, s1, s2, reaction), in batches of 10 sessions
+    // alternating between the processes, while both close jobs run.
+    let sessions: Vec<Vec<Event>> = (0..600)
+        .map(|_| {
+            let mut s = session("d", &hash, &["s1", "s2"], 3000);
+            s.pop();
+            s
+        })
+        .collect();
+    let send_all = |evs: Vec<Vec<Event>>| {
+        let mut threads = Vec::new();
+        for (i, chunk) in evs.chunks(10).enumerate() {
+            let url = if i % 2 == 0 { &a.url } else { &b.url }.clone();
+            let (dev, body) = (dev.clone(), batch(&chunk.concat()));
+            threads.push(std::thread::spawn(move || {
+                let r = Client::new(&url, None)
+                    .send_batch(&dev, &body, false)
+                    .unwrap();
+                assert!(r.results.iter().all(|x| x.status == EventStatus::Accepted));
+            }));
+            if threads.len() == 4 {
+                for t in threads.drain(..) {
+                    t.join().unwrap();
+                }
+            }
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+    };
+    let wait_closed = || {
+        let t0 = std::time::Instant::now();
+        loop {
+            let r = admin
+                .deck_report(&edetail_server::insights::FilterParams {
+                    deck: Some("d".into()),
+                    ..Default::default()
+                })
+                .unwrap();
+            if r.open_sessions == 0 {
+                return r;
+            }
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(120),
+                "{} sessions still open",
+                r.open_sessions
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    send_all(sessions.clone());
+    let r = wait_closed();
+    let reached = |r: &edetail_server::insights::DeckReport, id: &str| {
+        r.slides
+            .iter()
+            .find(|x| x.slide_id == id)
+            .map_or(0, |x| x.sessions_reached)
+    };
+    assert_eq!(r.sessions, 600);
+    assert_eq!(r.ended_sessions, 600, "idle sessions closed more than once");
+    assert_eq!((reached(&r, "s1"), reached(&r, "s2")), (600, 600));
+    // Late events: a view of s3 for every session (reopened, closed again).
+    let late: Vec<Vec<Event>> = sessions
+        .iter()
+        .map(|s| vec![view("d", &hash, &s[0].session_id, 10, "s3", 3, 2000)])
+        .collect();
+    send_all(late);
+    let r = wait_closed();
+    assert_eq!(r.ended_sessions, 600, "a reopened session counted twice");
+    assert_eq!(reached(&r, "s3"), 600);
+    let paths: i64 = r.paths.iter().map(|p| p.sessions).sum();
+    assert_eq!(paths, 600);
+    assert_eq!(
+        r.paths
+            .iter()
+            .find(|p| p.path == ["s1", "s2", "s3"])
+            .unwrap()
+            .positive_sessions,
+        600
+    );
+    drop(a);
+    drop(b);
+    drop_schema(&schema);
+}

@@ -154,13 +154,34 @@ pub struct EventRow {
 }
 
 /// A stored event of a session, as the session rollups need it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SessionItem {
     pub etype: String,
     pub slide_id: Option<String>,
     pub seq: i64,
     pub ord: Option<i64>,
     pub val: Option<i64>,
+    pub deck: String,
+    pub version: String,
+    pub channel: String,
+    pub territory: Option<String>,
+    pub hcp: Option<String>,
+    pub corrected_time: i64,
+}
+
+/// The columns of `events` read into a [`SessionItem`] (in field order, after
+/// `session_id`).
+pub(crate) const SESSION_ITEM_COLS: &str = "session_id, type, slide_id, seq, ord, val, deck_id, \
+  deck_version, channel, territory, hcp, corrected_time";
+
+/// How far the closing of sessions has got: sessions with events not yet reflected in
+/// the session-level rollups (drop-off, paths), and the oldest last-event receive time
+/// among them (every session whose last event was received before it is closed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SessionStatus {
+    pub open: i64,
+    /// Milliseconds since the epoch (server receive time); none when no session is open.
+    pub oldest_open_ms: Option<i64>,
 }
 
 /// Filters shared by every insight query.
@@ -302,19 +323,32 @@ pub trait Store: Send + Sync + 'static {
     /// The newest `limit` audit rows, newest first.
     fn audit_log(&self, limit: i64) -> StoreFuture<'_, Vec<AuditEntry>>;
     /// Retention: delete raw events whose `corrected_time` is before `before_ms` and
-    /// whose session has a stored `session_end` (its session rollups are computed), and
-    /// events before `unended_before_ms` whatever their session. Rollups are kept.
-    /// Works in bounded chunks so ingest is not stalled; returns the number deleted.
+    /// whose session is closed with every event counted (its session rollups are
+    /// computed), preview events before `before_ms`, and events before
+    /// `unended_before_ms` whatever their session. Sessions losing events are frozen
+    /// (their session rollups are no longer recomputed). Rollups are kept. Works in
+    /// bounded chunks so ingest is not stalled; returns the number deleted.
     fn purge_events(&self, before_ms: i64, unended_before_ms: i64) -> StoreFuture<'_, u64>;
+    /// Close up to `limit` open sessions whose last event was received before
+    /// `idle_before_ms`: compute (or recompute) their session-level rollups from their
+    /// stored events ([`crate::rollup::reclose`]). Safe with several processes on one
+    /// database (each session is closed by one). Returns the number closed.
+    fn close_idle_sessions(&self, idle_before_ms: i64, limit: i64) -> StoreFuture<'_, u64>;
+    /// Open sessions and the age of the closing ([`SessionStatus`]).
+    fn session_status(&self) -> StoreFuture<'_, SessionStatus>;
 }
+
+/// Sessions closed per [`Store::close_idle_sessions`] call (one write transaction).
+pub const CLOSE_CHUNK: i64 = 200;
 
 /// Rows deleted per retention chunk (one short write transaction each).
 pub(crate) const PURGE_CHUNK: i64 = 5_000;
 
 /// The WHERE clause selecting purgeable events (`e` is the events table; `?1` the
-/// cutoff for ended sessions, `?2` the cutoff for any event).
-pub(crate) const PURGE_WHERE: &str = "e.corrected_time < ?1 AND (e.corrected_time < ?2 OR EXISTS (
-  SELECT 1 FROM events x WHERE x.session_id = e.session_id AND x.type = 'session_end'))";
+/// cutoff for closed sessions, `?2` the cutoff for any event).
+pub(crate) const PURGE_WHERE: &str = "e.corrected_time < ?1 AND (e.corrected_time < ?2
+  OR e.preview = 1 OR EXISTS (
+  SELECT 1 FROM sess x WHERE x.session_id = e.session_id AND x.dirty = 0))";
 
 /// A bound SQL parameter (both backends).
 #[derive(Debug, Clone)]

@@ -75,6 +75,21 @@ CREATE TABLE audit (
 CREATE INDEX events_time ON events (corrected_time);
 "#,
     ),
+    (
+        5,
+        // Session closing: see the SQLite migration 5.
+        r#"
+CREATE TABLE sess (
+  session_id TEXT PRIMARY KEY, last_rx BIGINT NOT NULL, dirty BIGINT NOT NULL,
+  frozen BIGINT NOT NULL DEFAULT 0, closed_at BIGINT, contrib TEXT);
+CREATE INDEX sess_open ON sess (last_rx) WHERE dirty = 1;
+INSERT INTO sess (session_id, last_rx, dirty, frozen)
+  SELECT session_id, MAX(received_at),
+    CASE WHEN bool_or(type = 'session_end') THEN 0 ELSE 1 END,
+    CASE WHEN bool_or(type = 'session_end') THEN 1 ELSE 0 END
+  FROM events WHERE preview = 0 GROUP BY session_id;
+"#,
+    ),
 ];
 
 pub struct PgStore {
@@ -383,7 +398,7 @@ impl PgStore {
             .map(|(r, _)| *r)
             .collect();
         if !fresh.is_empty() {
-            let (hcp_ids, session_ids) = rollup::needs(&fresh);
+            let (hcp_ids, ended) = rollup::needs(&fresh);
             let mut hcps = HashMap::new();
             if !hcp_ids.is_empty() {
                 for r in tx
@@ -403,124 +418,285 @@ impl PgStore {
                     hcps.insert(rec.hcp.clone(), rec);
                 }
             }
-            let mut sessions: HashMap<String, Vec<SessionItem>> = HashMap::new();
-            if !session_ids.is_empty() {
-                for r in tx
-                    .query(
-                        "SELECT session_id, type, slide_id, seq, ord, val FROM events WHERE session_id = ANY($1)",
-                        &[&session_ids],
-                    )
-                    .await?
-                {
-                    let sid: String = r.try_get(0)?;
-                    sessions.entry(sid).or_default().push(SessionItem {
-                        etype: r.try_get(1)?,
-                        slide_id: r.try_get(2)?,
-                        seq: r.try_get(3)?,
-                        ord: r.try_get(4)?,
-                        val: r.try_get(5)?,
-                    });
-                }
-            }
-            let d = rollup::compute(&fresh, &hcps, &sessions);
-            if !d.rollup.is_empty() {
-                // Expanded to text keys and sorted, so concurrent transactions (other
-                // processes) take row locks in the same order.
-                let mut exp: Vec<(&rollup::KeyDims, &rollup::Cohort, i32, i64, i64)> = d
-                    .rollup
-                    .iter()
-                    .map(|((k, h, day), (n, s))| {
-                        (&d.keys[*k as usize], &d.cohorts[*h as usize], *day, *n, *s)
-                    })
-                    .collect();
-                exp.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
-                let mut cols: [Vec<&str>; 10] = Default::default();
-                let mut grain = Vec::new();
-                let mut day = Vec::new();
-                let mut n = Vec::new();
-                let mut s = Vec::new();
-                for (k, h, kd, kn, ks) in &exp {
-                    cols[0].push(&k.metric);
-                    cols[1].push(&k.deck);
-                    cols[2].push(&k.version);
-                    cols[3].push(&h.channel);
-                    cols[4].push(&h.territory);
-                    cols[5].push(&h.specialty);
-                    cols[6].push(&h.region);
-                    cols[7].push(&h.institution);
-                    cols[8].push(&h.segment);
-                    cols[9].push(&k.k1);
-                    grain.push(i64::from(h.grain));
-                    day.push(i64::from(*kd));
-                    n.push(*kn);
-                    s.push(*ks);
-                }
-                let k2: Vec<&str> = exp.iter().map(|e| e.0.k2.as_str()).collect();
-                tx.execute(
-                    "INSERT INTO rollup (metric, deck, version, channel, territory, specialty, region,
-                       institution, segment, k1, grain, day, n, s, k2)
-                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                       $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int8[],
-                       $12::int8[], $13::int8[], $14::int8[], $15::text[])
-                     ON CONFLICT (metric, deck, grain, day, version, channel, territory, specialty,
-                       region, institution, segment, k1, k2)
-                     DO UPDATE SET n = rollup.n + EXCLUDED.n, s = rollup.s + EXCLUDED.s",
-                    &[
-                        &cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5], &cols[6],
-                        &cols[7], &cols[8], &cols[9], &grain, &day, &n, &s, &k2,
-                    ],
-                )
-                .await?;
-            }
-            if !d.reach.is_empty() {
-                let mut cols: [Vec<&str>; 9] = Default::default();
-                let mut day = Vec::new();
-                for (k, h, kd, hcp) in &d.reach {
-                    let (k, h) = (&d.keys[*k as usize], &d.cohorts[*h as usize]);
-                    cols[0].push(&k.deck);
-                    cols[1].push(&k.version);
-                    cols[2].push(&h.channel);
-                    cols[3].push(&h.territory);
-                    cols[4].push(&h.specialty);
-                    cols[5].push(&h.region);
-                    cols[6].push(&h.institution);
-                    cols[7].push(&h.segment);
-                    cols[8].push(hcp);
-                    day.push(i64::from(*kd));
-                }
-                tx.execute(
-                    "INSERT INTO reach (deck, version, channel, territory, specialty, region,
-                       institution, segment, hcp, day)
-                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                       $6::text[], $7::text[], $8::text[], $9::text[], $10::int8[])
-                     ON CONFLICT DO NOTHING",
-                    &[
-                        &cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5], &cols[6],
-                        &cols[7], &cols[8], &day,
-                    ],
-                )
-                .await?;
-            }
-            if !d.reach_total.is_empty() {
-                let mut cols: [Vec<&str>; 4] = Default::default();
-                for (a, b, c, h) in &d.reach_total {
-                    cols[0].push(a);
-                    cols[1].push(b);
-                    cols[2].push(c);
-                    cols[3].push(h);
-                }
-                tx.execute(
-                    "INSERT INTO reach_total (deck, version, channel, hcp)
-                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])
-                     ON CONFLICT DO NOTHING",
-                    &[&cols[0], &cols[1], &cols[2], &cols[3]],
-                )
-                .await?;
-            }
+            let mut d = rollup::compute(&fresh, &hcps);
+            // Sessions first (row locks on `sess` before any rollup row: see
+            // `close_idle_once`), then the rollups.
+            track_sessions(&tx, &fresh, &ended, &mut d).await?;
+            write_deltas(&tx, &d).await?;
         }
         tx.commit().await?;
         Ok(flags)
     }
+}
+
+/// Write rollup deltas (sorted, so concurrent transactions take row locks in one order).
+async fn write_deltas(
+    tx: &tokio_postgres::Transaction<'_>,
+    d: &rollup::Deltas,
+) -> Result<(), tokio_postgres::Error> {
+    if !d.rollup.is_empty() {
+        // Expanded to text keys and sorted, so concurrent transactions (other
+        // processes) take row locks in the same order.
+        let mut exp: Vec<(&rollup::KeyDims, &rollup::Cohort, i32, i64, i64)> = d
+            .rollup
+            .iter()
+            .map(|((k, h, day), (n, s))| {
+                (&d.keys[*k as usize], &d.cohorts[*h as usize], *day, *n, *s)
+            })
+            .filter(|e| e.3 != 0 || e.4 != 0)
+            .collect();
+        exp.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        let mut cols: [Vec<&str>; 10] = Default::default();
+        let mut grain = Vec::new();
+        let mut day = Vec::new();
+        let mut n = Vec::new();
+        let mut s = Vec::new();
+        for (k, h, kd, kn, ks) in &exp {
+            cols[0].push(&k.metric);
+            cols[1].push(&k.deck);
+            cols[2].push(&k.version);
+            cols[3].push(&h.channel);
+            cols[4].push(&h.territory);
+            cols[5].push(&h.specialty);
+            cols[6].push(&h.region);
+            cols[7].push(&h.institution);
+            cols[8].push(&h.segment);
+            cols[9].push(&k.k1);
+            grain.push(i64::from(h.grain));
+            day.push(i64::from(*kd));
+            n.push(*kn);
+            s.push(*ks);
+        }
+        let k2: Vec<&str> = exp.iter().map(|e| e.0.k2.as_str()).collect();
+        tx.execute(
+            "INSERT INTO rollup (metric, deck, version, channel, territory, specialty, region,
+                   institution, segment, k1, grain, day, n, s, k2)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                   $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int8[],
+                   $12::int8[], $13::int8[], $14::int8[], $15::text[])
+                 ON CONFLICT (metric, deck, grain, day, version, channel, territory, specialty,
+                   region, institution, segment, k1, k2)
+                 DO UPDATE SET n = rollup.n + EXCLUDED.n, s = rollup.s + EXCLUDED.s",
+            &[
+                &cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5], &cols[6], &cols[7],
+                &cols[8], &cols[9], &grain, &day, &n, &s, &k2,
+            ],
+        )
+        .await?;
+        if n.iter().any(|x| *x < 0) {
+            // A replaced session contribution: drop rows it leaves empty, so figures
+            // equal those of the sessions' events arriving together.
+            tx.execute(
+                "DELETE FROM rollup r USING UNNEST($1::text[], $2::text[], $3::text[],
+                       $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                       $10::text[], $11::int8[], $12::int8[], $13::int8[], $14::text[])
+                       AS x(metric, deck, version, channel, territory, specialty, region,
+                         institution, segment, k1, grain, day, n, k2)
+                     WHERE x.n < 0 AND r.metric = x.metric AND r.deck = x.deck
+                       AND r.grain = x.grain AND r.day = x.day AND r.version = x.version
+                       AND r.channel = x.channel AND r.territory = x.territory
+                       AND r.specialty = x.specialty AND r.region = x.region
+                       AND r.institution = x.institution AND r.segment = x.segment
+                       AND r.k1 = x.k1 AND r.k2 = x.k2 AND r.n = 0 AND r.s = 0",
+                &[
+                    &cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5], &cols[6], &cols[7],
+                    &cols[8], &cols[9], &grain, &day, &n, &k2,
+                ],
+            )
+            .await?;
+        }
+    }
+    if !d.reach.is_empty() {
+        let mut cols: [Vec<&str>; 9] = Default::default();
+        let mut day = Vec::new();
+        for (k, h, kd, hcp) in &d.reach {
+            let (k, h) = (&d.keys[*k as usize], &d.cohorts[*h as usize]);
+            cols[0].push(&k.deck);
+            cols[1].push(&k.version);
+            cols[2].push(&h.channel);
+            cols[3].push(&h.territory);
+            cols[4].push(&h.specialty);
+            cols[5].push(&h.region);
+            cols[6].push(&h.institution);
+            cols[7].push(&h.segment);
+            cols[8].push(hcp);
+            day.push(i64::from(*kd));
+        }
+        tx.execute(
+            "INSERT INTO reach (deck, version, channel, territory, specialty, region,
+                   institution, segment, hcp, day)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                   $6::text[], $7::text[], $8::text[], $9::text[], $10::int8[])
+                 ON CONFLICT DO NOTHING",
+            &[
+                &cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5], &cols[6], &cols[7],
+                &cols[8], &day,
+            ],
+        )
+        .await?;
+    }
+    if !d.reach_total.is_empty() {
+        let mut cols: [Vec<&str>; 4] = Default::default();
+        for (a, b, c, h) in &d.reach_total {
+            cols[0].push(a);
+            cols[1].push(b);
+            cols[2].push(c);
+            cols[3].push(h);
+        }
+        tx.execute(
+            "INSERT INTO reach_total (deck, version, channel, hcp)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])
+                 ON CONFLICT DO NOTHING",
+            &[&cols[0], &cols[1], &cols[2], &cols[3]],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Session closing in an ingest transaction: every session with new events is marked
+/// open with its latest receive time (which row-locks it until commit), then the
+/// sessions with a new `session_end` are closed.
+async fn track_sessions(
+    tx: &tokio_postgres::Transaction<'_>,
+    fresh: &[&EventRow],
+    ended: &[String],
+    d: &mut rollup::Deltas,
+) -> Result<(), tokio_postgres::Error> {
+    let mut last: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for r in fresh {
+        let e = last.entry(r.session_id.as_str()).or_insert(r.received_at);
+        *e = (*e).max(r.received_at);
+    }
+    let ids: Vec<&str> = last.keys().copied().collect();
+    let rx: Vec<i64> = last.values().copied().collect();
+    tx.execute(
+        "INSERT INTO sess (session_id, last_rx, dirty)
+         SELECT s, r, 1 FROM UNNEST($1::text[], $2::int8[]) AS x(s, r)
+         ON CONFLICT (session_id) DO UPDATE
+           SET last_rx = GREATEST(sess.last_rx, EXCLUDED.last_rx), dirty = 1",
+        &[&ids, &rx],
+    )
+    .await?;
+    close_sessions(tx, ended, d).await
+}
+
+/// Close these sessions (whose `sess` rows this transaction holds locked): add the
+/// change of their contributions to `d` and mark them closed.
+async fn close_sessions(
+    tx: &tokio_postgres::Transaction<'_>,
+    ids: &[String],
+    d: &mut rollup::Deltas,
+) -> Result<(), tokio_postgres::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut states: HashMap<String, rollup::SessionState> = HashMap::new();
+    for r in tx
+        .query(
+            "SELECT session_id, contrib, frozen FROM sess WHERE session_id = ANY($1)",
+            &[&ids],
+        )
+        .await?
+    {
+        states.insert(
+            r.try_get(0)?,
+            rollup::SessionState {
+                contrib: r.try_get(1)?,
+                frozen: r.try_get::<_, i64>(2)? != 0,
+            },
+        );
+    }
+    let mut items: HashMap<String, Vec<SessionItem>> = HashMap::new();
+    for r in tx
+        .query(
+            &format!(
+                "SELECT {SESSION_ITEM_COLS} FROM events WHERE session_id = ANY($1) AND preview = 0"
+            ),
+            &[&ids],
+        )
+        .await?
+    {
+        items.entry(r.try_get(0)?).or_default().push(SessionItem {
+            etype: r.try_get(1)?,
+            slide_id: r.try_get(2)?,
+            seq: r.try_get(3)?,
+            ord: r.try_get(4)?,
+            val: r.try_get(5)?,
+            deck: r.try_get(6)?,
+            version: r.try_get(7)?,
+            channel: r.try_get(8)?,
+            territory: r.try_get(9)?,
+            hcp: r.try_get(10)?,
+            corrected_time: r.try_get(11)?,
+        });
+    }
+    let rep_hcps: Vec<String> = items
+        .values()
+        .filter_map(|v| rollup::SessionContribution::representative(v)?.hcp.clone())
+        .collect();
+    let mut hcps = HashMap::new();
+    if !rep_hcps.is_empty() {
+        for r in tx
+            .query(
+                "SELECT hcp, specialty, institution, region, segment FROM hcps WHERE hcp = ANY($1)",
+                &[&rep_hcps],
+            )
+            .await?
+        {
+            let rec = HcpRecord {
+                hcp: r.try_get(0)?,
+                specialty: r.try_get(1)?,
+                institution: r.try_get(2)?,
+                region: r.try_get(3)?,
+                segment: r.try_get(4)?,
+            };
+            hcps.insert(rec.hcp.clone(), rec);
+        }
+    }
+    let mut contribs: Vec<Option<String>> = Vec::with_capacity(ids.len());
+    for s in ids {
+        let state = states.remove(s).unwrap_or_default();
+        let ev = items.remove(s).unwrap_or_default();
+        contribs.push(rollup::reclose(d, &state, &ev, &hcps));
+    }
+    tx.execute(
+        "UPDATE sess SET dirty = 0, contrib = x.c, closed_at = $3
+         FROM UNNEST($1::text[], $2::text[]) AS x(s, c) WHERE sess.session_id = x.s",
+        &[&ids, &contribs, &crate::util::now_ms()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// One close-job transaction: lock up to `limit` idle open sessions, skipping those
+/// another transaction holds (another process closing them, or an ingest adding
+/// events to them), close them and commit. Each session is closed by one transaction:
+/// a row it skipped is closed by whoever holds it, or at the next run.
+async fn close_idle_once(
+    c: &mut deadpool_postgres::Object,
+    idle_before_ms: i64,
+    limit: i64,
+) -> Result<u64, tokio_postgres::Error> {
+    let tx = c.transaction().await?;
+    let ids: Vec<String> = tx
+        .query(
+            "SELECT session_id FROM sess WHERE dirty = 1 AND last_rx < $1
+             ORDER BY last_rx LIMIT $2 FOR UPDATE SKIP LOCKED",
+            &[&idle_before_ms, &limit],
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let mut d = rollup::Deltas::default();
+    close_sessions(&tx, &ids, &mut d).await?;
+    write_deltas(&tx, &d).await?;
+    tx.commit().await?;
+    Ok(ids.len() as u64)
 }
 
 fn token_from_row(r: &tokio_postgres::Row) -> Result<TokenRecord, StoreError> {
@@ -885,19 +1061,61 @@ impl Store for PgStore {
 
     fn purge_events(&self, before_ms: i64, unended_before_ms: i64) -> StoreFuture<'_, u64> {
         let sql = numbered(&format!(
-            "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE {} LIMIT {PURGE_CHUNK})",
+            "WITH del AS (
+               DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE {} LIMIT {PURGE_CHUNK})
+               RETURNING session_id),
+             fz AS (UPDATE sess SET frozen = 1
+               WHERE frozen = 0 AND session_id IN (SELECT session_id FROM del))
+             SELECT COUNT(*) FROM del",
             PURGE_WHERE.replace("?1", "?").replace("?2", "?")
         ));
         Box::pin(async move {
             let c = self.client().await?;
             let mut total = 0u64;
             loop {
-                let n = c.execute(&sql, &[&before_ms, &unended_before_ms]).await?;
+                let n: i64 = c
+                    .query_one(&sql, &[&before_ms, &unended_before_ms])
+                    .await?
+                    .try_get(0)?;
+                let n = n as u64;
                 total += n;
                 if (n as i64) < PURGE_CHUNK {
                     return Ok(total);
                 }
             }
+        })
+    }
+
+    fn close_idle_sessions(&self, idle_before_ms: i64, limit: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let mut c = self.client().await?;
+            let mut attempt = 0;
+            loop {
+                match close_idle_once(&mut c, idle_before_ms, limit).await {
+                    Ok(n) => return Ok(n),
+                    Err(e) if is_retryable(&e) && attempt < 5 => {
+                        attempt += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        })
+    }
+
+    fn session_status(&self) -> StoreFuture<'_, SessionStatus> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            let r = c
+                .query_one(
+                    "SELECT COUNT(*), MIN(last_rx) FROM sess WHERE dirty = 1",
+                    &[],
+                )
+                .await?;
+            Ok(SessionStatus {
+                open: r.try_get(0)?,
+                oldest_open_ms: r.try_get(1)?,
+            })
         })
     }
 

@@ -125,6 +125,24 @@ CREATE TABLE audit (
   target TEXT NOT NULL, outcome TEXT NOT NULL);
 "#,
     ),
+    (
+        5,
+        // Session closing (see `rollup`): one row per (non-preview) session. `dirty`: it
+        // has events not reflected in the session-level rollups (open); `contrib`: what
+        // it contributed when last closed; `frozen`: retention deleted some of its
+        // events. Sessions stored before this migration: those with a `session_end`
+        // are counted already, with an unknown contribution (frozen); the others are
+        // open and the close job closes them.
+        r#"
+CREATE TABLE sess (
+  session_id TEXT PRIMARY KEY, last_rx INTEGER NOT NULL, dirty INTEGER NOT NULL,
+  frozen INTEGER NOT NULL DEFAULT 0, closed_at INTEGER, contrib TEXT) WITHOUT ROWID;
+CREATE INDEX sess_open ON sess (last_rx) WHERE dirty = 1;
+INSERT INTO sess (session_id, last_rx, dirty, frozen)
+  SELECT session_id, MAX(received_at), 1 - MAX(type = 'session_end'), MAX(type = 'session_end')
+  FROM events WHERE preview = 0 GROUP BY session_id;
+"#,
+    ),
 ];
 
 type Finisher = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -137,10 +155,8 @@ type Job = Box<dyn FnOnce(&Connection, &mut Group) -> (bool, Finisher) + Send>;
 #[derive(Default)]
 pub(crate) struct Group {
     rows: Vec<EventRow>,
-    /// For each session with a `session_end` in the group: the last rowid of the batch
-    /// holding that end. Its session rollups see the session's events stored up to
-    /// there (the end's own batch included), as when each batch was computed alone.
-    end_cutoff: HashMap<String, i64>,
+    /// Idle sessions the close job picked: closed before commit ([`track_sessions`]).
+    close: Vec<String>,
 }
 
 pub struct SqliteStore {
@@ -387,7 +403,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             }
             fins.push(fin);
         }
-        let commit = if group.rows.is_empty() {
+        let commit = if group.rows.is_empty() && group.close.is_empty() {
             Ok(())
         } else {
             group_deltas(&conn, &group)
@@ -481,26 +497,19 @@ fn ingest_events(
         ])?;
         flags.push(n == 1);
     }
-    let last_rowid = c.last_insert_rowid();
     for (r, f) in rows.into_iter().zip(&flags) {
         if *f && !r.preview {
-            if r.etype == "session_end" {
-                group
-                    .end_cutoff
-                    .entry(r.session_id.clone())
-                    .or_insert(last_rowid);
-            }
             group.rows.push(r);
         }
     }
     Ok(flags)
 }
 
-/// The rollup deltas of a group's new events (directory rows and ended sessions looked up
-/// once per group).
+/// The rollup deltas of a group's new events (directory rows looked up once per group)
+/// and of the sessions it closes ([`track_sessions`]).
 fn group_deltas(c: &Connection, group: &Group) -> Result<rollup::Deltas, StoreError> {
     let fresh: Vec<&EventRow> = group.rows.iter().collect();
-    let (hcp_ids, session_ids) = rollup::needs(&fresh);
+    let (hcp_ids, ended) = rollup::needs(&fresh);
     let mut hcps = HashMap::new();
     {
         let mut q = c.prepare_cached(
@@ -523,28 +532,111 @@ fn group_deltas(c: &Connection, group: &Group) -> Result<rollup::Deltas, StoreEr
             }
         }
     }
-    let mut sessions: HashMap<String, Vec<SessionItem>> = HashMap::new();
-    {
-        let mut q = c.prepare_cached(
-            "SELECT type, slide_id, seq, ord, val FROM events WHERE session_id = ?1 AND rowid <= ?2",
-        )?;
-        for s in &session_ids {
-            let cutoff = group.end_cutoff.get(s).copied().unwrap_or(i64::MAX);
-            let items = q
-                .query_map(params![s, cutoff], |r| {
-                    Ok(SessionItem {
-                        etype: r.get(0)?,
-                        slide_id: r.get(1)?,
-                        seq: r.get(2)?,
-                        ord: r.get(3)?,
-                        val: r.get(4)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            sessions.insert(s.clone(), items);
+    let mut d = rollup::compute(&fresh, &hcps);
+    track_sessions(c, group, ended, &mut hcps, &mut d)?;
+    Ok(d)
+}
+
+/// Session closing in the group's transaction: every session with new events is
+/// marked open with its latest receive time; then the sessions with a new
+/// `session_end` and those the close job picked are closed.
+fn track_sessions(
+    c: &Connection,
+    group: &Group,
+    ended: Vec<String>,
+    hcps: &mut HashMap<String, HcpRecord>,
+    d: &mut rollup::Deltas,
+) -> Result<(), StoreError> {
+    let mut last: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for r in &group.rows {
+        let e = last.entry(r.session_id.as_str()).or_insert(r.received_at);
+        *e = (*e).max(r.received_at);
+    }
+    let close: std::collections::BTreeSet<&str> = ended
+        .iter()
+        .chain(&group.close)
+        .map(String::as_str)
+        .collect();
+    // Sessions closed in this commit are written once, closed, below.
+    let mut up = c.prepare_cached(
+        "INSERT INTO sess (session_id, last_rx, dirty) VALUES (?1, ?2, 1)
+         ON CONFLICT DO UPDATE SET last_rx = max(last_rx, excluded.last_rx), dirty = 1",
+    )?;
+    for (s, rx) in &last {
+        if !close.contains(s) {
+            up.execute(params![s, rx])?;
         }
     }
-    Ok(rollup::compute(&fresh, &hcps, &sessions))
+    if close.is_empty() {
+        return Ok(());
+    }
+    let mut st = c.prepare_cached("SELECT contrib, frozen FROM sess WHERE session_id = ?1")?;
+    let mut ev = c.prepare_cached(&format!(
+        "SELECT {SESSION_ITEM_COLS} FROM events WHERE session_id = ?1 AND preview = 0"
+    ))?;
+    let mut hq = c.prepare_cached(
+        "SELECT specialty, institution, region, segment FROM hcps WHERE hcp = ?1",
+    )?;
+    let mut done = c.prepare_cached(
+        "INSERT INTO sess (session_id, last_rx, dirty, contrib, closed_at) VALUES (?1, ?2, 0, ?3, ?4)
+         ON CONFLICT DO UPDATE SET last_rx = max(last_rx, excluded.last_rx), dirty = 0,
+           contrib = excluded.contrib, closed_at = excluded.closed_at",
+    )?;
+    let now = crate::util::now_ms();
+    for s in close {
+        let state = st
+            .query_row([s], session_state)
+            .optional()?
+            .unwrap_or_default();
+        let items = ev
+            .query_map([s], session_item)?
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(h) =
+            rollup::SessionContribution::representative(&items).and_then(|r| r.hcp.clone())
+            && !hcps.contains_key(&h)
+            && let Some(rec) = hq
+                .query_row([&h], |r| {
+                    Ok(HcpRecord {
+                        hcp: h.clone(),
+                        specialty: r.get(0)?,
+                        institution: r.get(1)?,
+                        region: r.get(2)?,
+                        segment: r.get(3)?,
+                    })
+                })
+                .optional()?
+        {
+            hcps.insert(h, rec);
+        }
+        let contrib = rollup::reclose(d, &state, &items, hcps);
+        let rx = last.get(s).copied().unwrap_or(0);
+        done.execute(params![s, rx, contrib, now])?;
+    }
+    Ok(())
+}
+
+fn session_state(r: &rusqlite::Row<'_>) -> rusqlite::Result<rollup::SessionState> {
+    Ok(rollup::SessionState {
+        contrib: r.get(0)?,
+        frozen: r.get::<_, i64>(1)? != 0,
+    })
+}
+
+/// A [`SessionItem`] from a row of [`SESSION_ITEM_COLS`].
+fn session_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionItem> {
+    Ok(SessionItem {
+        etype: r.get(1)?,
+        slide_id: r.get(2)?,
+        seq: r.get(3)?,
+        ord: r.get(4)?,
+        val: r.get(5)?,
+        deck: r.get(6)?,
+        version: r.get(7)?,
+        channel: r.get(8)?,
+        territory: r.get(9)?,
+        hcp: r.get(10)?,
+        corrected_time: r.get(11)?,
+    })
 }
 
 /// The database id of each interned key of `d` (inserting new ones).
@@ -629,6 +721,8 @@ fn write_deltas(
         .iter()
         .map(|((k, h, day), (n, s))| (keys[*k as usize], cohorts[*h as usize], *day, *n, *s))
         .collect();
+    // A session closed again with the same figures nets to zero.
+    rows.retain(|r| r.3 != 0 || r.4 != 0);
     rows.sort_unstable();
     let mut up = c.prepare_cached(
         "INSERT INTO rollup (key, cohort, day, n, s) VALUES (?1,?2,?3,?4,?5)
@@ -636,6 +730,14 @@ fn write_deltas(
     )?;
     for (k, h, day, n, s) in rows {
         up.execute(params![k, h, day, n, s])?;
+        if n < 0 {
+            // A replaced session contribution: drop rows it leaves empty, so figures
+            // equal those of the sessions' events arriving together.
+            c.prepare_cached(
+                "DELETE FROM rollup WHERE key = ?1 AND cohort = ?2 AND day = ?3 AND n = 0 AND s = 0",
+            )?
+            .execute(params![k, h, day])?;
+        }
     }
     let mut rq = c.prepare_cached(
         "INSERT INTO reach (dv, cohort, day, hcp) VALUES (?1,?2,?3,?4) ON CONFLICT DO NOTHING",
@@ -923,20 +1025,68 @@ impl Store for SqliteStore {
 
     fn purge_events(&self, before_ms: i64, unended_before_ms: i64) -> StoreFuture<'_, u64> {
         let sql = format!(
-            "DELETE FROM events WHERE rowid IN (SELECT e.rowid FROM events e WHERE {PURGE_WHERE} LIMIT {PURGE_CHUNK})"
+            "DELETE FROM events WHERE rowid IN (SELECT e.rowid FROM events e WHERE {PURGE_WHERE} LIMIT {PURGE_CHUNK})
+             RETURNING session_id"
         );
         Box::pin(async move {
             let mut total = 0u64;
             loop {
                 let sql = sql.clone();
                 let n = self
-                    .write(move |c| Ok(c.execute(&sql, params![before_ms, unended_before_ms])?))
+                    .write(move |c| {
+                        let ids = c
+                            .prepare_cached(&sql)?
+                            .query_map(params![before_ms, unended_before_ms], |r| {
+                                r.get::<_, String>(0)
+                            })?
+                            .collect::<Result<Vec<_>, _>>()?;
+                        let mut f = c.prepare_cached(
+                            "UPDATE sess SET frozen = 1 WHERE session_id = ?1 AND frozen = 0",
+                        )?;
+                        let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+                        for s in distinct {
+                            f.execute([s])?;
+                        }
+                        Ok(ids.len())
+                    })
                     .await?;
                 total += n as u64;
                 if (n as i64) < PURGE_CHUNK {
                     return Ok(total);
                 }
             }
+        })
+    }
+
+    fn close_idle_sessions(&self, idle_before_ms: i64, limit: i64) -> StoreFuture<'_, u64> {
+        // Picked in the writer's transaction and closed before its commit (one writer:
+        // no other closing can interleave).
+        self.write_with(move |c, group| {
+            let ids = c
+                .prepare_cached(
+                    "SELECT session_id FROM sess WHERE dirty = 1 AND last_rx < ?1
+                     ORDER BY last_rx LIMIT ?2",
+                )?
+                .query_map(params![idle_before_ms, limit], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let n = ids.len() as u64;
+            group.close.extend(ids);
+            Ok(n)
+        })
+    }
+
+    fn session_status(&self) -> StoreFuture<'_, SessionStatus> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*), MIN(last_rx) FROM sess WHERE dirty = 1",
+                [],
+                |r| {
+                    Ok(SessionStatus {
+                        open: r.get(0)?,
+                        oldest_open_ms: r.get(1)?,
+                    })
+                },
+            )?)
         })
     }
 
