@@ -13,7 +13,7 @@ pub fn kind_fields(e: &Event) -> String {
     let Ok(json) = serde_json::to_string(e) else {
         return String::new();
     };
-    let Ok(Value::Object(mut o)) = serde_json::from_str::<Value>(&json) else {
+    let Ok(Value::Object(mut o)) = crate::json::from_str::<Value>(&json) else {
         return String::new();
     };
     // The envelope's fields (flattening guarantees the kind's fields have other names).

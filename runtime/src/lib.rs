@@ -9,6 +9,7 @@
 pub mod check;
 pub mod i18n;
 pub mod inspect;
+pub mod json;
 pub mod nav;
 pub mod options;
 pub mod scale;

@@ -137,7 +137,7 @@ pub fn reconcile(b: &Bundle, saved: &[String]) -> Reconciled {
 
 /// Parse the stored JSON; anything unreadable counts as no saved sequences.
 pub fn load(json: &str) -> Vec<Sequence> {
-    serde_json::from_str(json).unwrap_or_default()
+    crate::json::from_str(json).unwrap_or_default()
 }
 
 /// Insert or replace a sequence by name; returns the JSON to store.

@@ -108,7 +108,7 @@ impl SessionRecord {
 
     /// Parse a stored record; anything unreadable is treated as absent.
     pub fn parse(s: &str) -> Option<Self> {
-        serde_json::from_str(s).ok()
+        crate::json::from_str(s).ok()
     }
 }
 

@@ -118,7 +118,7 @@ impl Component for App {
                     .send_future(async move { Msg::Loaded(Box::new(load::load(o).await)) });
             }
             Msg::PreviewStatus(s) => {
-                let v: serde_json::Value = serde_json::from_str(&s).unwrap_or_default();
+                let v: serde_json::Value = crate::json::from_str(&s).unwrap_or_default();
                 let version = v.get("version").map(|x| x.to_string());
                 let diags = v
                     .get("diagnostics")
