@@ -25,7 +25,9 @@ mod tests {
         let theirs: serde_json::Value = serde_json::from_str(ok).expect("valid");
         assert_eq!(mine, theirs);
         for bad in ["", "{", r#"{"a":}"#, "[1,]", r#""\x""#, "tru", "1e999"] {
-            let mine = from_str::<serde_json::Value>(bad).expect_err(bad).to_string();
+            let mine = from_str::<serde_json::Value>(bad)
+                .expect_err(bad)
+                .to_string();
             let theirs = serde_json::from_str::<serde_json::Value>(bad)
                 .expect_err(bad)
                 .to_string();

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use edetail_format::Bundle;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Sequence {
     pub name: String,
     /// Deck version the sequence was last saved against.
@@ -149,6 +150,8 @@ pub fn save(mut all: Vec<Sequence>, seq: Sequence) -> (Vec<Sequence>, String) {
     let json = serde_json::to_string(&all).unwrap_or_else(|_| "[]".into());
     (all, json)
 }
+
+edetail_format::map_only!(Sequence);
 
 #[cfg(test)]
 mod tests {

@@ -56,6 +56,7 @@ impl SessionContext {
 
 /// The session state that survives a reload (kept in `sessionStorage`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct SessionRecord {
     pub session_id: String,
     pub deck_id: String,
@@ -155,6 +156,8 @@ pub fn is_interaction(kind: &EventKind) -> bool {
             | EventKind::RuntimeError { .. }
     )
 }
+
+edetail_format::map_only!(SessionRecord);
 
 #[cfg(test)]
 mod tests {
