@@ -11,7 +11,8 @@
 //!    installed into `.tools/` on first use (Debian's wasm-opt is too old).
 //! 4. Copy the static shell from `www/` (index.html, style.css, manifest, icons, sw.js);
 //!    release builds minify the JS glue, `boot.js` and `style.css` with esbuild (pinned
-//!    [`ESBUILD_VERSION`], npm, `.tools/esbuild/`); write `precache.json` for the service
+//!    [`ESBUILD_VERSION`], npm, `.tools/esbuild/`), and give the wasm's imports short
+//!    names in the wasm and the glue (`imports.rs`); write `precache.json` for the service
 //!    worker, and print gzipped sizes.
 
 use std::path::{Path, PathBuf};
@@ -144,6 +145,15 @@ pub fn run(args: &[String]) -> Result<()> {
         if !status.success() {
             bail!("wasm-opt failed");
         }
+        let js_out = dist.join(format!("{CRATE}.js"));
+        let (wasm, js, n) = crate::imports::shorten(
+            &std::fs::read(&wasm_out)?,
+            &std::fs::read_to_string(&js_out)?,
+        )
+        .context("shortening the wasm's import names")?;
+        std::fs::write(&wasm_out, wasm)?;
+        std::fs::write(&js_out, js)?;
+        eprintln!("==> shortened {n} import names (wasm and JS glue)");
     }
 
     eprintln!("==> assembling {}", dist.display());

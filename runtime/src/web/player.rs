@@ -1238,13 +1238,13 @@ impl yew::Component for Player {
                 true
             }
             Msg::SeqRemove(i) => {
-                let b = ctx.props().loaded.bundle.clone();
-                let _ = sequence::remove(&b, &mut self.seq_draft, i);
+                let b = &ctx.props().loaded.bundle;
+                let _ = sequence::remove(b, &mut self.seq_draft, i);
                 true
             }
             Msg::SeqAdd(id) => {
-                let b = ctx.props().loaded.bundle.clone();
-                let _ = sequence::add(&b, &mut self.seq_draft, &id);
+                let b = &ctx.props().loaded.bundle;
+                let _ = sequence::add(b, &mut self.seq_draft, &id);
                 true
             }
             Msg::SeqName(n) => {
