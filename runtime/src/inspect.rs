@@ -40,7 +40,8 @@ pub fn kind_fields(e: &Event) -> String {
     if o.is_empty() {
         String::new()
     } else {
-        Value::Object(o).to_string()
+        // Not `Value`'s `Display`: it links a second (pretty-printing) serializer.
+        serde_json::to_string(&Value::Object(o)).unwrap_or_default()
     }
 }
 
