@@ -12,6 +12,7 @@ pub mod inspect;
 pub mod json;
 pub mod nav;
 pub mod options;
+pub mod quiz;
 pub mod scale;
 pub mod sequence;
 pub mod summary;

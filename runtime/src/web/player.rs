@@ -559,11 +559,7 @@ impl Player {
         if submit {
             state.submitted = true;
             if *purpose == QuestionPurpose::Quiz {
-                let mut a = state.selected.clone();
-                let mut b = correct.clone();
-                a.sort();
-                b.sort();
-                state.correct = Some(a == b);
+                state.correct = Some(crate::quiz::is_correct(&state.selected, correct));
             }
         }
         let state = state.clone();
