@@ -904,7 +904,12 @@ impl yew::Component for Player {
             Some(x) => Lang::from_locale(x),
             None => Lang::from_locale(&b.deck.locale),
         };
-        let steps = b.slides.iter().map(|s| (s.id.clone(), s.steps)).collect();
+        // Inserted one by one: `collect()` into a BTreeMap sorts first, which would link
+        // a stable sort of `(String, u32)` pairs into the wasm (~3 KB) for this map alone.
+        let mut steps = BTreeMap::new();
+        for s in &b.slides {
+            steps.insert(s.id.clone(), s.steps);
+        }
         let order = sequence::flow_order(b);
         // `admit` guarantees a non-empty flow; keep a refusal rather than a panic anyway.
         let (nav, refusal) = match Nav::new(order.clone(), steps) {
