@@ -8,11 +8,12 @@
 //! 2. `wasm-bindgen --target web --no-typescript` — the CLI must be exactly the version of
 //!    the `wasm-bindgen` crate in Cargo.lock (checked, with install instructions).
 //! 3. `wasm-opt -Oz` from the npm package `binaryen` (pinned [`BINARYEN_VERSION`]),
-//!    installed into `.tools/` on first use (Debian's wasm-opt is too old).
+//!    installed into `.tools/` on first use (Debian's wasm-opt is too old); then the
+//!    wasm's imports get short names in the wasm and its JS glue (`imports.rs`; not with
+//!    `--names`, whose profiles keep the glue's descriptive names).
 //! 4. Copy the static shell from `www/` (index.html, style.css, manifest, icons, sw.js);
 //!    release builds minify the JS glue, `boot.js` and `style.css` with esbuild (pinned
-//!    [`ESBUILD_VERSION`], npm, `.tools/esbuild/`), and give the wasm's imports short
-//!    names in the wasm and the glue (`imports.rs`); write `precache.json` for the service
+//!    [`ESBUILD_VERSION`], npm, `.tools/esbuild/`); write `precache.json` for the service
 //!    worker, and print gzipped sizes.
 
 use std::path::{Path, PathBuf};
@@ -145,15 +146,18 @@ pub fn run(args: &[String]) -> Result<()> {
         if !status.success() {
             bail!("wasm-opt failed");
         }
-        let js_out = dist.join(format!("{CRATE}.js"));
-        let (wasm, js, n) = crate::imports::shorten(
-            &std::fs::read(&wasm_out)?,
-            &std::fs::read_to_string(&js_out)?,
-        )
-        .context("shortening the wasm's import names")?;
-        std::fs::write(&wasm_out, wasm)?;
-        std::fs::write(&js_out, js)?;
-        eprintln!("==> shortened {n} import names (wasm and JS glue)");
+        // Profiling builds keep the glue's descriptive function names.
+        if !names {
+            let js_out = dist.join(format!("{CRATE}.js"));
+            let (wasm, js, n) = crate::imports::shorten(
+                &std::fs::read(&wasm_out)?,
+                &std::fs::read_to_string(&js_out)?,
+            )
+            .context("shortening the wasm's import names")?;
+            std::fs::write(&wasm_out, wasm)?;
+            std::fs::write(&js_out, js)?;
+            eprintln!("==> shortened {n} import names (wasm and JS glue)");
+        }
     }
 
     eprintln!("==> assembling {}", dist.display());
