@@ -30,6 +30,7 @@ pub const BUNDLE_HASH_FILE: &str = "bundle.sha256";
 pub const ASSETS_DIR: &str = "assets";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Bundle {
     pub schema_version: u32,
     pub deck: DeckMeta,
@@ -56,6 +57,7 @@ pub struct Bundle {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeckMeta {
     pub id: String,
     pub title: String,
@@ -74,6 +76,7 @@ pub struct DeckMeta {
 
 /// MLR approval. Dates are ISO `YYYY-MM-DD`, inclusive, in UTC.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Approval {
     pub code: String,
     pub valid_from: String,
@@ -102,6 +105,7 @@ pub enum WindowStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Tracking {
     /// A slide view counts once the slide was visible this long (or on any interaction).
     pub view_threshold_ms: u64,
@@ -116,6 +120,7 @@ impl Default for Tracking {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Theme {
     /// CSS colours (validated by the compiler: `#rgb`, `#rrggbb`).
     pub primary: String,
@@ -130,6 +135,7 @@ pub struct Theme {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Section {
     pub id: String,
     pub title: String,
@@ -137,6 +143,7 @@ pub struct Section {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Slide {
     pub id: String,
     pub title: String,
@@ -179,10 +186,28 @@ pub struct Slide {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct SourceRef {
     pub file: String,
     pub line: u32,
 }
+
+crate::map_only!(
+    Bundle,
+    DeckMeta,
+    Approval,
+    Tracking,
+    Theme,
+    Section,
+    Slide,
+    SourceRef,
+    Tab,
+    AnswerOption,
+    RatingScale,
+    Reference,
+    Isi,
+    AssetEntry,
+);
 
 /// The part of a slide that its content hash covers.
 #[derive(Serialize)]
@@ -604,6 +629,7 @@ mod component_de {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Tab {
     pub id: String,
     pub label: String,
@@ -636,12 +662,14 @@ pub enum QuestionKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct AnswerOption {
     pub id: String,
     pub label: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct RatingScale {
     pub min: i32,
     pub max: i32,
@@ -652,6 +680,7 @@ pub struct RatingScale {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Reference {
     pub id: String,
     /// 1-based citation number, in order of first citation across the flow.
@@ -664,6 +693,7 @@ pub struct Reference {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Isi {
     pub title: String,
     /// Sanitized HTML.
@@ -671,6 +701,7 @@ pub struct Isi {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct AssetEntry {
     /// Bundle-relative path: `assets/<sha256>.<ext>`.
     pub path: String,

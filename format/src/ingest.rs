@@ -64,6 +64,7 @@ pub enum EventStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct EventResult {
     /// The event id as sent (empty when the event had none).
     pub id: String,
@@ -73,6 +74,7 @@ pub struct EventResult {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct BatchResponse {
     /// Server clock at receipt, ms since epoch.
     pub received_at: i64,
@@ -80,6 +82,7 @@ pub struct BatchResponse {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ErrorBody {
     /// Stable machine code: `malformed`, `unauthorized`, `too_large`, `unsupported_schema`,
     /// `unsupported_media_type`, `overloaded`, `unavailable`.
@@ -149,3 +152,5 @@ pub fn decode_batch(body: &[u8]) -> Result<DecodedBatch, BatchError> {
         events,
     })
 }
+
+crate::map_only!(EventResult, BatchResponse, ErrorBody);

@@ -9,6 +9,8 @@ pub mod bundle;
 pub mod event;
 pub mod hash;
 pub mod ingest;
+#[doc(hidden)]
+pub mod map_only;
 pub mod signature;
 
 pub use bundle::{BUNDLE_SCHEMA_VERSION, Bundle, BundleError, Component, Slide};

@@ -101,10 +101,53 @@ fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// Strict standard base64 (RFC 4648 alphabet, `=` padding required, zero trailing
+/// bits): accepts exactly what `base64`'s `STANDARD` engine decodes, and yields the same
+/// bytes (checked against it by a property test). Written out because the wasm runtime
+/// decodes a key or a signature once per start, and the crate's general decoder (chunked
+/// fast paths, error types with positions) was ~4 KB of the module; encoding still uses
+/// the crate. `None` for anything else.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    fn sextet(c: u8) -> Option<u32> {
+        Some(u32::from(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        }))
+    }
+    let b = s.as_bytes();
+    if !b.len().is_multiple_of(4) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(b.len() / 4 * 3);
+    for (i, quad) in b.chunks_exact(4).enumerate() {
+        let last = i + 1 == b.len() / 4;
+        let pad = match quad {
+            [_, _, b'=', b'='] if last => 2,
+            [_, _, _, b'='] if last => 1,
+            _ => 0,
+        };
+        let mut v = 0u32;
+        for &c in &quad[..4 - pad] {
+            v = v << 6 | sextet(c)?;
+        }
+        v <<= 6 * pad as u32;
+        let bytes = [(v >> 16) as u8, (v >> 8) as u8, v as u8];
+        // The bits below the last byte kept must be zero (canonical encoding).
+        if pad > 0 && bytes[3 - pad..].iter().any(|&x| x != 0) {
+            return None;
+        }
+        out.extend_from_slice(&bytes[..3 - pad]);
+    }
+    Some(out)
+}
+
 fn decode_fixed<const N: usize>(b64: &str, what: &str) -> Result<[u8; N], String> {
-    let bytes = STANDARD
-        .decode(b64.trim())
-        .map_err(|e| format!("{what} is not standard base64: {e}"))?;
+    let bytes =
+        base64_decode(b64.trim()).ok_or_else(|| format!("{what} is not standard base64"))?;
     <[u8; N]>::try_from(bytes.as_slice())
         .map_err(|_| format!("{what} must be {N} bytes, found {}", bytes.len()))
 }
@@ -415,6 +458,52 @@ pub mod crypto {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+
+        /// The hand-written decoder agrees with the `base64` crate's STANDARD engine:
+        /// on encodings of any bytes, and on arbitrary strings over the alphabet, `=`
+        /// and a few foreign characters (padding in odd places, non-zero trailing bits).
+        #[test]
+        fn base64_decode_agrees_with_the_crate(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+            junk in "[A-Za-z0-9+/=_ -]{0,24}",
+        ) {
+            let enc = STANDARD.encode(&bytes);
+            proptest::prop_assert_eq!(base64_decode(&enc), Some(bytes));
+            proptest::prop_assert_eq!(base64_decode(&junk), STANDARD.decode(&junk).ok());
+            // Near misses of a valid encoding: the last character changed.
+            if let Some(last) = enc.len().checked_sub(1) {
+                for c in ["A", "B", "Q", "=", "/"] {
+                    let near = format!("{}{c}", &enc[..last]);
+                    proptest::prop_assert_eq!(base64_decode(&near), STANDARD.decode(&near).ok());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn base64_decode_edge_cases() {
+        for (s, ok) in [
+            ("", true),
+            ("AA==", true),
+            ("AB==", false), // non-zero trailing bits
+            ("AAA=", true),
+            ("AAB=", false),
+            ("AAAA", true),
+            ("A===", false),
+            ("====", false),
+            ("AA==AAAA", false), // padding before the end
+            ("AA=A", false),
+            ("AAA", false),
+            ("AA AA", false),
+            ("AA-_", false), // URL-safe alphabet
+        ] {
+            assert_eq!(base64_decode(s).is_some(), ok, "{s}");
+            assert_eq!(base64_decode(s), STANDARD.decode(s).ok(), "{s}");
+        }
+    }
 
     const HASH: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
 

@@ -13,7 +13,7 @@ pub fn kind_fields(e: &Event) -> String {
     let Ok(json) = serde_json::to_string(e) else {
         return String::new();
     };
-    let Ok(Value::Object(mut o)) = serde_json::from_str::<Value>(&json) else {
+    let Ok(Value::Object(mut o)) = crate::json::from_str::<Value>(&json) else {
         return String::new();
     };
     // The envelope's fields (flattening guarantees the kind's fields have other names).
@@ -40,7 +40,8 @@ pub fn kind_fields(e: &Event) -> String {
     if o.is_empty() {
         String::new()
     } else {
-        Value::Object(o).to_string()
+        // Not `Value`'s `Display`: it links a second (pretty-printing) serializer.
+        serde_json::to_string(&Value::Object(o)).unwrap_or_default()
     }
 }
 

@@ -9,8 +9,10 @@
 pub mod check;
 pub mod i18n;
 pub mod inspect;
+pub mod json;
 pub mod nav;
 pub mod options;
+pub mod quiz;
 pub mod scale;
 pub mod sequence;
 pub mod summary;

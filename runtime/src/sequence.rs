@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use edetail_format::Bundle;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Sequence {
     pub name: String,
     /// Deck version the sequence was last saved against.
@@ -137,7 +138,7 @@ pub fn reconcile(b: &Bundle, saved: &[String]) -> Reconciled {
 
 /// Parse the stored JSON; anything unreadable counts as no saved sequences.
 pub fn load(json: &str) -> Vec<Sequence> {
-    serde_json::from_str(json).unwrap_or_default()
+    crate::json::from_str(json).unwrap_or_default()
 }
 
 /// Insert or replace a sequence by name; returns the JSON to store.
@@ -149,6 +150,8 @@ pub fn save(mut all: Vec<Sequence>, seq: Sequence) -> (Vec<Sequence>, String) {
     let json = serde_json::to_string(&all).unwrap_or_else(|_| "[]".into());
     (all, json)
 }
+
+edetail_format::map_only!(Sequence);
 
 #[cfg(test)]
 mod tests {

@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 
 mod demo;
 mod fuzz;
+mod imports;
 mod runtime;
 mod setup;
 mod test;

@@ -8,7 +8,9 @@
 //! 2. `wasm-bindgen --target web --no-typescript` — the CLI must be exactly the version of
 //!    the `wasm-bindgen` crate in Cargo.lock (checked, with install instructions).
 //! 3. `wasm-opt -Oz` from the npm package `binaryen` (pinned [`BINARYEN_VERSION`]),
-//!    installed into `.tools/` on first use (Debian's wasm-opt is too old).
+//!    installed into `.tools/` on first use (Debian's wasm-opt is too old); then the
+//!    wasm's imports get short names in the wasm and its JS glue (`imports.rs`; not with
+//!    `--names`, whose profiles keep the glue's descriptive names).
 //! 4. Copy the static shell from `www/` (index.html, style.css, manifest, icons, sw.js);
 //!    release builds minify the JS glue, `boot.js` and `style.css` with esbuild (pinned
 //!    [`ESBUILD_VERSION`], npm, `.tools/esbuild/`); write `precache.json` for the service
@@ -143,6 +145,18 @@ pub fn run(args: &[String]) -> Result<()> {
             .context("running wasm-opt")?;
         if !status.success() {
             bail!("wasm-opt failed");
+        }
+        // Profiling builds keep the glue's descriptive function names.
+        if !names {
+            let js_out = dist.join(format!("{CRATE}.js"));
+            let (wasm, js, n) = crate::imports::shorten(
+                &std::fs::read(&wasm_out)?,
+                &std::fs::read_to_string(&js_out)?,
+            )
+            .context("shortening the wasm's import names")?;
+            std::fs::write(&wasm_out, wasm)?;
+            std::fs::write(&js_out, js)?;
+            eprintln!("==> shortened {n} import names (wasm and JS glue)");
         }
     }
 

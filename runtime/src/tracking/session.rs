@@ -56,6 +56,7 @@ impl SessionContext {
 
 /// The session state that survives a reload (kept in `sessionStorage`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct SessionRecord {
     pub session_id: String,
     pub deck_id: String,
@@ -108,7 +109,7 @@ impl SessionRecord {
 
     /// Parse a stored record; anything unreadable is treated as absent.
     pub fn parse(s: &str) -> Option<Self> {
-        serde_json::from_str(s).ok()
+        crate::json::from_str(s).ok()
     }
 }
 
@@ -155,6 +156,8 @@ pub fn is_interaction(kind: &EventKind) -> bool {
             | EventKind::RuntimeError { .. }
     )
 }
+
+edetail_format::map_only!(SessionRecord);
 
 #[cfg(test)]
 mod tests {

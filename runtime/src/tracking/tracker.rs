@@ -983,7 +983,7 @@ impl Tracker {
         // Events of earlier sessions may carry another device id only if the context
         // overrides it; the batch carries this page's (or the first event's) id.
         let device_id = if device_id.is_empty() {
-            serde_json::from_str::<serde_json::Value>(&entries[0].json)
+            crate::json::from_str::<serde_json::Value>(&entries[0].json)
                 .ok()
                 .and_then(|v| v.get("device_id")?.as_str().map(str::to_owned))
                 .unwrap_or_else(|| "unknown".into())
@@ -1029,7 +1029,7 @@ impl Tracker {
             .flatten()
             .and_then(|v| parse_retry_after(&v));
         match code {
-            200 => match serde_json::from_str::<BatchResponse>(&text) {
+            200 => match crate::json::from_str::<BatchResponse>(&text) {
                 Ok(r) => {
                     if self.handle_results(&sent, &r).await {
                         Step::More
@@ -1067,7 +1067,7 @@ impl Tracker {
                 }
             }
             _ => {
-                let detail = serde_json::from_str::<ErrorBody>(&text)
+                let detail = crate::json::from_str::<ErrorBody>(&text)
                     .map(|b| format!("{}: {}", b.error, b.message))
                     .unwrap_or_else(|_| text.chars().take(200).collect());
                 let what = match code {
@@ -1158,7 +1158,7 @@ impl Tracker {
             let Some(text) = JsFuture::from(p).await.ok().and_then(|v| v.as_string()) else {
                 return;
             };
-            if let Ok(r) = serde_json::from_str::<BatchResponse>(&text) {
+            if let Ok(r) = crate::json::from_str::<BatchResponse>(&text) {
                 // Wait for pending writes so a delete cannot precede its put.
                 t.settled_writes().await;
                 t.handle_results(&sent, &r).await;
@@ -1282,7 +1282,7 @@ async fn recover_pending(db: &Outbox, prefix: &str, own: &str) -> Result<(), Str
         let Some(value) = ls.get_item(&key).ok().flatten() else {
             continue;
         };
-        let list: Vec<(String, String)> = serde_json::from_str(&value).unwrap_or_default();
+        let list: Vec<(String, String)> = crate::json::from_str(&value).unwrap_or_default();
         let entries: Vec<Entry> = list
             .into_iter()
             .filter(|(id, json)| !id.is_empty() && !json.is_empty())

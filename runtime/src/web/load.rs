@@ -88,7 +88,7 @@ async fn fetch_catalog_base(
         .await
         .map_err(Refusal::LoadFailed)?;
     let doc: Value =
-        serde_json::from_str(&text).map_err(|e| Refusal::LoadFailed(format!("catalog: {e}")))?;
+        crate::json::from_str(&text).map_err(|e| Refusal::LoadFailed(format!("catalog: {e}")))?;
     pick_from_catalog(&doc, server, deck)
         .ok_or_else(|| Refusal::LoadFailed("the catalog lists no matching deck".into()))
 }

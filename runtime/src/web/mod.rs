@@ -118,8 +118,9 @@ impl Component for App {
                     .send_future(async move { Msg::Loaded(Box::new(load::load(o).await)) });
             }
             Msg::PreviewStatus(s) => {
-                let v: serde_json::Value = serde_json::from_str(&s).unwrap_or_default();
-                let version = v.get("version").map(|x| x.to_string());
+                let v: serde_json::Value = crate::json::from_str(&s).unwrap_or_default();
+                // Compact JSON text of the value (as `Value`'s `Display`, without linking it).
+                let version = v.get("version").and_then(|x| serde_json::to_string(x).ok());
                 let diags = v
                     .get("diagnostics")
                     .and_then(|d| d.as_str())

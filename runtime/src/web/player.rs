@@ -171,6 +171,28 @@ pub struct Player {
     _listeners: Vec<Closure<dyn FnMut(web_sys::Event)>>,
 }
 
+/// A `<button>`: one copy of the element-building code for the player's many buttons
+/// (each `html!` element expands to its own allocation and attribute code inline).
+/// `None` leaves the attribute out.
+fn button(
+    class: &'static str,
+    id: Option<&'static str>,
+    testid: Option<&'static str>,
+    label: Option<&'static str>,
+    disabled: bool,
+    onclick: Callback<MouseEvent>,
+    body: Html,
+) -> Html {
+    html! {
+        <button class={class} id={id} data-testid={testid} aria-label={label} disabled={disabled} {onclick}>{ body }</button>
+    }
+}
+
+/// An icon followed by its text label (the bar's text buttons).
+fn icon_label(name: &str, text: &'static str) -> Html {
+    html! { <>{ icon(name) }<span class="label">{ text }</span></> }
+}
+
 fn consent_key(deck: &str) -> String {
     format!("edetail.consent.{deck}")
 }
@@ -537,11 +559,7 @@ impl Player {
         if submit {
             state.submitted = true;
             if *purpose == QuestionPurpose::Quiz {
-                let mut a = state.selected.clone();
-                let mut b = correct.clone();
-                a.sort();
-                b.sort();
-                state.correct = Some(a == b);
+                state.correct = Some(crate::quiz::is_correct(&state.selected, correct));
             }
         }
         let state = state.clone();
@@ -886,7 +904,12 @@ impl yew::Component for Player {
             Some(x) => Lang::from_locale(x),
             None => Lang::from_locale(&b.deck.locale),
         };
-        let steps = b.slides.iter().map(|s| (s.id.clone(), s.steps)).collect();
+        // Inserted one by one: `collect()` into a BTreeMap sorts first, which would link
+        // a stable sort of `(String, u32)` pairs into the wasm (~3 KB) for this map alone.
+        let mut steps = BTreeMap::new();
+        for s in &b.slides {
+            steps.insert(s.id.clone(), s.steps);
+        }
         let order = sequence::flow_order(b);
         // `admit` guarantees a non-empty flow; keep a refusal rather than a panic anyway.
         let (nav, refusal) = match Nav::new(order.clone(), steps) {
@@ -1238,13 +1261,13 @@ impl yew::Component for Player {
                 true
             }
             Msg::SeqRemove(i) => {
-                let b = ctx.props().loaded.bundle.clone();
-                let _ = sequence::remove(&b, &mut self.seq_draft, i);
+                let b = &ctx.props().loaded.bundle;
+                let _ = sequence::remove(b, &mut self.seq_draft, i);
                 true
             }
             Msg::SeqAdd(id) => {
-                let b = ctx.props().loaded.bundle.clone();
-                let _ = sequence::add(&b, &mut self.seq_draft, &id);
+                let b = &ctx.props().loaded.bundle;
+                let _ = sequence::add(b, &mut self.seq_draft, &id);
                 true
             }
             Msg::SeqName(n) => {
@@ -1650,17 +1673,17 @@ impl Player {
                     <div class="bar-progress-fill" style={format!("transform:scaleX({})", scale::fixed(progress, 4))}></div>
                 </div>
                 <div class="bar-group">
-                    <button class="ctl" id="btn-overview" data-testid="overview" aria-label={t(lang, K::Overview)}
-                        onclick={link.callback(|_| Msg::Open(Overlay::Overview))}>{ icon("grid") }</button>
+                    { button("ctl", Some("btn-overview"), Some("overview"), Some(t(lang, K::Overview)), false,
+                        link.callback(|_| Msg::Open(Overlay::Overview)), icon("grid")) }
                     if self.nav.can_back() {
-                        <button class="ctl ctl-text" id="btn-back" data-testid="back" onclick={link.callback(|_| Msg::Back)}>
-                            { icon("back") }<span class="label">{ t(lang, K::Back) }</span></button>
+                        { button("ctl ctl-text", Some("btn-back"), Some("back"), None, false,
+                            link.callback(|_| Msg::Back), icon_label("back", t(lang, K::Back))) }
                     }
                     if self.mode == Mode::SelfServe {
-                        <button class="ctl ctl-text" data-testid="ask" onclick={link.callback(|_| Msg::Open(Overlay::Ask))}>
-                            { icon("chat") }<span class="label">{ t(lang, K::AskQuestion) }</span></button>
-                        <button class="ctl ctl-text" data-testid="visit" onclick={link.callback(|_| Msg::Open(Overlay::Visit))}>
-                            { icon("calendar") }<span class="label">{ t(lang, K::RequestVisit) }</span></button>
+                        { button("ctl ctl-text", None, Some("ask"), None, false,
+                            link.callback(|_| Msg::Open(Overlay::Ask)), icon_label("chat", t(lang, K::AskQuestion))) }
+                        { button("ctl ctl-text", None, Some("visit"), None, false,
+                            link.callback(|_| Msg::Open(Overlay::Visit)), icon_label("calendar", t(lang, K::RequestVisit))) }
                     }
                     if self.mode == Mode::Preview {
                         <button class="ctl ctl-text" data-testid="inspector-toggle" aria-pressed={self.inspector.to_string()}
@@ -1676,17 +1699,17 @@ impl Player {
                 <div class="bar-group right">
                     if tray_mode { { self.sync_badge() } }
                     if has_refs {
-                        <button class="ctl" data-testid="references" aria-label={t(lang, K::References)}
-                            onclick={link.callback(|_| Msg::Open(Overlay::References { highlight: None }))}>{ icon("refs") }</button>
+                        { button("ctl", None, Some("references"), Some(t(lang, K::References)), false,
+                            link.callback(|_| Msg::Open(Overlay::References { highlight: None })), icon("refs")) }
                     }
                     if b.isi.is_some() {
                         <button class="ctl ctl-text isi-btn" id="btn-isi" data-testid="isi" onclick={link.callback(|_| Msg::Open(Overlay::Isi))}>
                             { icon("isi") }<span class="label label-long">{ t(lang, K::Isi) }</span><span class="label label-short">{ t(lang, K::IsiShort) }</span></button>
                     }
-                    <button class="ctl" id="btn-prev" data-testid="prev" aria-label={t(lang, K::Prev)} disabled={!self.nav.has_prev()}
-                        onclick={link.callback(|_| Msg::Prev(NavVia::Button))}>{ icon("prev") }</button>
-                    <button class="ctl primary" id="btn-next" data-testid="next" aria-label={t(lang, K::Next)} disabled={!self.nav.has_next()}
-                        onclick={link.callback(|_| Msg::Next(NavVia::Button))}>{ icon("next") }</button>
+                    { button("ctl", Some("btn-prev"), Some("prev"), Some(t(lang, K::Prev)), !self.nav.has_prev(),
+                        link.callback(|_| Msg::Prev(NavVia::Button)), icon("prev")) }
+                    { button("ctl primary", Some("btn-next"), Some("next"), Some(t(lang, K::Next)), !self.nav.has_next(),
+                        link.callback(|_| Msg::Next(NavVia::Button)), icon("next")) }
                 </div>
             </nav>
             if tray_mode { { self.view_tray(ctx) } }
@@ -1747,7 +1770,7 @@ impl Player {
                 inert={!self.tray} data-testid="tray">
                 <div class="tray-head">
                     <h2>{ t(lang, K::Tray) }</h2>
-                    <button class="ctl" aria-label={t(lang, K::Close)} onclick={link.callback(|_| Msg::ToggleTray)}>{ icon("close") }</button>
+                    { button("ctl", None, None, Some(t(lang, K::Close)), false, link.callback(|_| Msg::ToggleTray), icon("close")) }
                 </div>
                 <div class="tray-scroll">
                     <section class="tray-sec">
@@ -1774,7 +1797,7 @@ impl Player {
                             placeholder={t(lang, K::QuestionPlaceholder)} value={self.question.clone()}
                             oninput={link.callback(|e: InputEvent| Msg::SetQuestion(e.target_unchecked_into::<HtmlTextAreaElement>().value()))} />
                         <div class="row">
-                            <button class="btn" data-testid="question-save" onclick={link.callback(|_| Msg::SaveQuestion)}>{ t(lang, K::Save) }</button>
+                            { button("btn", None, Some("question-save"), None, false, link.callback(|_| Msg::SaveQuestion), t(lang, K::Save).into()) }
                             if self.question_saved { <span class="ok-note" role="status">{ "✓ " }{ t(lang, K::Saved) }</span> }
                         </div>
                     </section>
@@ -1803,9 +1826,10 @@ impl Player {
                     </section>
                 </div>
                 <div class="tray-foot">
-                    <button class="btn" data-testid="tray-overview" onclick={link.callback(|_| Msg::Open(Overlay::Overview))}>{ icon("grid") }{ t(lang, K::Overview) }</button>
+                    { button("btn", None, Some("tray-overview"), None, false, link.callback(|_| Msg::Open(Overlay::Overview)),
+                        html! { <>{ icon("grid") }{ t(lang, K::Overview) }</> }) }
                     if self.mode == Mode::MrLed {
-                        <button class="btn danger" id="btn-end-call" data-testid="end-call" onclick={link.callback(|_| Msg::EndCall)}>{ t(lang, K::EndCall) }</button>
+                        { button("btn danger", Some("btn-end-call"), Some("end-call"), None, false, link.callback(|_| Msg::EndCall), t(lang, K::EndCall).into()) }
                     }
                 </div>
             </aside>
@@ -1859,7 +1883,7 @@ impl Player {
                     <div class="dialog-head">
                         <h2 id="dialog-title">{ title }</h2>
                         if closable {
-                            <button class="ctl" data-testid="dialog-close" aria-label={t(self.lang, K::Close)} onclick={close}>{ icon("close") }</button>
+                            { button("ctl", None, Some("dialog-close"), Some(t(self.lang, K::Close)), false, close, icon("close")) }
                         }
                     </div>
                     { body }
@@ -1951,8 +1975,8 @@ impl Player {
                     <div class="dialog-body">
                         <p>{ t(lang, K::ConsentBody) }</p>
                         <div class="row end">
-                            <button class="btn" id="btn-consent-decline" data-testid="consent-decline" onclick={link.callback(|_| Msg::Consent(false))}>{ t(lang, K::Decline) }</button>
-                            <button class="btn primary" id="btn-consent-accept" data-testid="consent-accept" onclick={link.callback(|_| Msg::Consent(true))}>{ t(lang, K::Accept) }</button>
+                            { button("btn", Some("btn-consent-decline"), Some("consent-decline"), None, false, link.callback(|_| Msg::Consent(false)), t(lang, K::Decline).into()) }
+                            { button("btn primary", Some("btn-consent-accept"), Some("consent-accept"), None, false, link.callback(|_| Msg::Consent(true)), t(lang, K::Accept).into()) }
                         </div>
                     </div>
                 };
@@ -2039,7 +2063,7 @@ impl Player {
                 <div class="dialog-body">
                     <p>{ t(lang, K::ConsentBody) }</p>
                     <div class="row end">
-                        <button class="btn primary" data-testid="consent-accept" onclick={link.callback(|_| Msg::Consent(true))}>{ t(lang, K::Accept) }</button>
+                        { button("btn primary", None, Some("consent-accept"), None, false, link.callback(|_| Msg::Consent(true)), t(lang, K::Accept).into()) }
                     </div>
                 </div>
             }
@@ -2091,9 +2115,9 @@ impl Player {
                             <span class="num">{ i + 1 }</span>
                             <span class="title">{ s.map(|s| s.title.clone()).unwrap_or_else(|| id.clone()) }
                                 if mandatory { <span class="badge">{ t(lang, K::Mandatory) }</span> }</span>
-                            <button class="ctl" aria-label={t(lang, K::MoveUp)} disabled={i == 0} onclick={link.callback(move |_| Msg::SeqShift(i, -1))}>{ icon("up") }</button>
-                            <button class="ctl" aria-label={t(lang, K::MoveDown)} disabled={i + 1 == n} onclick={link.callback(move |_| Msg::SeqShift(i, 1))}>{ icon("down") }</button>
-                            <button class="ctl" aria-label={t(lang, K::Remove)} disabled={mandatory} data-testid="sequence-remove" onclick={link.callback(move |_| Msg::SeqRemove(i))}>{ icon("close") }</button>
+                            { button("ctl", None, None, Some(t(lang, K::MoveUp)), i == 0, link.callback(move |_| Msg::SeqShift(i, -1)), icon("up")) }
+                            { button("ctl", None, None, Some(t(lang, K::MoveDown)), i + 1 == n, link.callback(move |_| Msg::SeqShift(i, 1)), icon("down")) }
+                            { button("ctl", None, Some("sequence-remove"), Some(t(lang, K::Remove)), mandatory, link.callback(move |_| Msg::SeqRemove(i)), icon("close")) }
                         </li>
                     }
                 }) }
@@ -2111,7 +2135,7 @@ impl Player {
                     <label for="seq-name" class="sr-only">{ t(lang, K::SequenceName) }</label>
                     <input id="seq-name" data-testid="sequence-name" placeholder={t(lang, K::SequenceName)} value={self.seq_name.clone()}
                         oninput={link.callback(|e: InputEvent| Msg::SeqName(e.target_unchecked_into::<HtmlInputElement>().value()))} />
-                    <button class="btn primary" data-testid="sequence-save" onclick={link.callback(|_| Msg::SeqSave)}>{ t(lang, K::SaveSequence) }</button>
+                    { button("btn primary", None, Some("sequence-save"), None, false, link.callback(|_| Msg::SeqSave), t(lang, K::SaveSequence).into()) }
                 </div>
             </div>
         };
@@ -2160,12 +2184,12 @@ impl Player {
                                 <option value={s.name.clone()} selected={s.name == self.seq_name}>{ format!("{} ({})", s.name, s.slides.len()) }</option>
                             }) }
                         </select>
-                        <button class="btn" data-testid="sequence-edit" onclick={link.callback(|_| Msg::Open(Overlay::Sequence))}>{ t(lang, K::EditSequence) }</button>
+                        { button("btn", None, Some("sequence-edit"), None, false, link.callback(|_| Msg::Open(Overlay::Sequence)), t(lang, K::EditSequence).into()) }
                     </div>
                     if custom { <p class="muted">{ format!("{}: {}", t(lang, K::Sequence), self.seq_draft.len()) }</p> }
                     if let Some(n) = &self.seq_notice { <p class="warn" role="status" data-testid="sequence-notice">{ n }</p> }
-                    <button class="btn primary big" id="btn-start-call" data-testid="start-call" onclick={link.callback(|_| Msg::StartCall)}>
-                        { icon("play") }{ t(lang, K::StartCall) }</button>
+                    { button("btn primary big", Some("btn-start-call"), Some("start-call"), None, false, link.callback(|_| Msg::StartCall),
+                        html! { <>{ icon("play") }{ t(lang, K::StartCall) }</> }) }
                 </div>
             </main>
             { self.view_overlay(ctx) }
@@ -2215,8 +2239,8 @@ impl Player {
                     { for self.summary.questions.iter().map(|(id, q)| html! { <li><q>{ q }</q><span class="muted">{ format!(" — {}", title(id)) }</span></li> }) }
                     </ul>
                     <div class="row end">
-                        <button class="btn" data-testid="resume-call" onclick={link.callback(|_| Msg::ResumeCall)}>{ t(lang, K::ResumeCall) }</button>
-                        <button class="btn danger" data-testid="close-call" onclick={link.callback(|_| Msg::CloseCall)}>{ t(lang, K::CloseCall) }</button>
+                        { button("btn", None, Some("resume-call"), None, false, link.callback(|_| Msg::ResumeCall), t(lang, K::ResumeCall).into()) }
+                        { button("btn danger", None, Some("close-call"), None, false, link.callback(|_| Msg::CloseCall), t(lang, K::CloseCall).into()) }
                     </div>
                 </div>
             </main>
