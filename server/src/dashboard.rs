@@ -91,13 +91,26 @@ fn login_page(msg: Option<&str>) -> Response {
     (StatusCode::UNAUTHORIZED, Html(page("Sign in", &body))).into_response()
 }
 
-async fn is_admin(st: &AppState, headers: &HeaderMap) -> bool {
+/// `Ok` for an admin; otherwise the page to answer: the sign-in form, or a 503 page
+/// with `Retry-After` when the database could not be asked (a storage outage must not
+/// look like a signed-out session).
+async fn require_admin(st: &AppState, headers: &HeaderMap) -> Result<(), Response> {
     let who = match (crate::app::bearer(headers), cookie(headers, COOKIE)) {
         (Some(t), _) => st.auth_token(&t).await,
         (None, Some(c)) => st.auth_session(&c).await,
-        (None, None) => return false,
+        (None, None) => return Err(login_page(None)),
     };
-    matches!(who, Ok(Principal::Admin { .. }))
+    match who {
+        Ok(Principal::Admin { .. }) => Ok(()),
+        Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => {
+            let mut r = error_page(&e.message, e.status);
+            if let Some(s) = e.retry_after {
+                r.headers_mut().insert(header::RETRY_AFTER, s.into());
+            }
+            Err(r)
+        }
+        _ => Err(login_page(None)),
+    }
 }
 
 #[derive(Deserialize)]
@@ -212,8 +225,8 @@ async fn overview_page(
     headers: HeaderMap,
     Query(p): Query<FilterParams>,
 ) -> Response {
-    if !is_admin(&st, &headers).await {
-        return login_page(None);
+    if let Err(page) = require_admin(&st, &headers).await {
+        return page;
     }
     let f = match p.to_filter() {
         Ok(f) => f,
@@ -231,8 +244,8 @@ async fn deck_page(
     Path(deck): Path<String>,
     Query(mut p): Query<FilterParams>,
 ) -> Response {
-    if !is_admin(&st, &headers).await {
-        return login_page(None);
+    if let Err(page) = require_admin(&st, &headers).await {
+        return page;
     }
     p.deck = Some(deck);
     let f = match p.to_filter() {
