@@ -257,6 +257,22 @@ fn main() {
         );
     }
     println!("server RSS after queries {} MiB", rss_kb(pid) / 1024);
+    if backend != "postgres" {
+        let files: Vec<(String, u64)> = std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| Some((e.file_name().to_string_lossy().into_owned(), e.metadata().ok()?.len())))
+            .collect();
+        let total: u64 = files.iter().map(|(_, n)| n).sum();
+        let list: Vec<String> = files.iter().map(|(f, n)| format!("{f} {:.1} MiB", *n as f64 / 1048576.0)).collect();
+        println!(
+            "database files: {:.1} MiB ({:.0} bytes per event): {}",
+            total as f64 / 1048576.0,
+            total as f64 / events as f64,
+            list.join(", ")
+        );
+    }
     stop.store(1, Ordering::Relaxed);
     let _ = sampler.join();
     // Graceful stop (SIGTERM), then clean up.
