@@ -262,10 +262,18 @@ fn main() {
             .into_iter()
             .flatten()
             .flatten()
-            .filter_map(|e| Some((e.file_name().to_string_lossy().into_owned(), e.metadata().ok()?.len())))
+            .filter_map(|e| {
+                Some((
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().ok()?.len(),
+                ))
+            })
             .collect();
         let total: u64 = files.iter().map(|(_, n)| n).sum();
-        let list: Vec<String> = files.iter().map(|(f, n)| format!("{f} {:.1} MiB", *n as f64 / 1048576.0)).collect();
+        let list: Vec<String> = files
+            .iter()
+            .map(|(f, n)| format!("{f} {:.1} MiB", *n as f64 / 1048576.0))
+            .collect();
         println!(
             "database files: {:.1} MiB ({:.0} bytes per event): {}",
             total as f64 / 1048576.0,
