@@ -129,8 +129,17 @@ fn main() {
     let start_ms = edetail_server::util::now_ms() - 30 * 86_400_000;
     let span = 30 * 86_400_000 - 3_600_000;
     let t0 = Instant::now();
+    // Acknowledged events, and when the last million (of a longer run) began.
+    let done = Arc::new(AtomicU64::new(0));
+    let last_m_mark = events.saturating_sub(1_000_000);
+    let last_m_start = Arc::new(Mutex::new(None::<Instant>));
+    let progress = {
+        let (done, stop) = (done.clone(), stop.clone());
+        std::thread::spawn(move || progress_loop(pid, events, &done, &stop))
+    };
     let mut hs = Vec::new();
     for (ci, token) in tokens.iter().enumerate() {
+        let (done, last_m_start) = (done.clone(), last_m_start.clone());
         let (next, lat, retries, url, token, flow, hash) = (
             next.clone(),
             lat.clone(),
@@ -156,6 +165,10 @@ fn main() {
                         Ok(r) => {
                             assert!(r.results.iter().all(|x| x.status == edetail_format::ingest::EventStatus::Accepted), "not all accepted");
                             lat.lock().expect("lat").push(t.elapsed().as_secs_f64() * 1000.0);
+                            let before = done.fetch_add(n, Ordering::Relaxed);
+                            if last_m_mark > 0 && before < last_m_mark && before + n >= last_m_mark {
+                                *last_m_start.lock().expect("mark") = Some(Instant::now());
+                            }
                             break;
                         }
                         Err(edetail_server::client::ClientError::Status { status: 429 | 503, .. }) => {
@@ -172,6 +185,16 @@ fn main() {
         h.join().expect("client");
     }
     let secs = t0.elapsed().as_secs_f64();
+    // Stop the progress lines (the sampler is stopped later, after the queries).
+    done.store(u64::MAX, Ordering::Relaxed);
+    let _ = progress.join();
+    if let Some(t) = *last_m_start.lock().expect("mark") {
+        let rest = events - last_m_mark;
+        println!(
+            "ingest over the last {rest} events: {:.0} events/s",
+            rest as f64 / t.elapsed().as_secs_f64()
+        );
+    }
     let mut l = lat.lock().expect("lat").clone();
     l.sort_by(|a, b| a.total_cmp(b));
     let q = |p: f64| l[((l.len() as f64 - 1.0) * p).round() as usize];
@@ -234,6 +257,30 @@ fn main() {
         );
     }
     println!("server RSS after queries {} MiB", rss_kb(pid) / 1024);
+    if backend != "postgres" {
+        let files: Vec<(String, u64)> = std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                Some((
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().ok()?.len(),
+                ))
+            })
+            .collect();
+        let total: u64 = files.iter().map(|(_, n)| n).sum();
+        let list: Vec<String> = files
+            .iter()
+            .map(|(f, n)| format!("{f} {:.1} MiB", *n as f64 / 1048576.0))
+            .collect();
+        println!(
+            "database files: {:.1} MiB ({:.0} bytes per event): {}",
+            total as f64 / 1048576.0,
+            total as f64 / events as f64,
+            list.join(", ")
+        );
+    }
     stop.store(1, Ordering::Relaxed);
     let _ = sampler.join();
     // Graceful stop (SIGTERM), then clean up.
@@ -254,6 +301,47 @@ fn main() {
                 ),
             ])
             .status();
+    }
+}
+
+/// Every 10 s until `done` is set to `u64::MAX`: events acknowledged, the rate over the
+/// last interval and overall, the server's writer CPU per event over the interval (how it
+/// grows with the database) and the machine's load average.
+fn progress_loop(pid: u32, events: u64, done: &AtomicU64, stop: &AtomicU64) {
+    const EVERY: Duration = Duration::from_secs(10);
+    let t0 = Instant::now();
+    let writer = || {
+        thread_cpu(pid)
+            .into_iter()
+            .find(|(n, _)| n == "sqlite-writer")
+            .map_or(0.0, |(_, s)| s)
+    };
+    let (mut last_t, mut last_n, mut last_w) = (t0, 0u64, writer());
+    loop {
+        let until = Instant::now() + EVERY;
+        while Instant::now() < until {
+            if done.load(Ordering::Relaxed) == u64::MAX || stop.load(Ordering::Relaxed) != 0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let n = done.load(Ordering::Relaxed);
+        if n == u64::MAX {
+            return;
+        }
+        let (now, w) = (Instant::now(), writer());
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let load: Vec<&str> = load.split_whitespace().take(3).collect();
+        println!(
+            "progress {:>6.0} s: {n}/{events} events; last {:.0} s {:.0} events/s, overall {:.0} events/s; writer {:.1} us/event; load {}",
+            now.duration_since(t0).as_secs_f64(),
+            now.duration_since(last_t).as_secs_f64(),
+            (n - last_n) as f64 / now.duration_since(last_t).as_secs_f64(),
+            n as f64 / now.duration_since(t0).as_secs_f64(),
+            (w - last_w) * 1e6 / (n - last_n).max(1) as f64,
+            load.join(" ")
+        );
+        (last_t, last_n, last_w) = (now, n, w);
     }
 }
 

@@ -999,6 +999,13 @@ fn insights_from_rollups_with_filters() {
         );
         assert_eq!(lines.len(), 1 + 4, "{csv}");
         assert!(!csv.contains("HCP-1") && !csv.contains("HCP-2"));
+        // Each view's start is its `enter_time`, read back from the stored body.
+        for e in ev.iter().chain(&ev2).filter(|e| !e.preview) {
+            if let EventKind::SlideView { enter_time, .. } = e.kind {
+                let start = edetail_server::util::iso_datetime(enter_time);
+                assert!(csv.contains(&start), "no start {start} in:\n{csv}");
+            }
+        }
         assert!(
             lines
                 .iter()

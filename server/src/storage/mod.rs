@@ -147,7 +147,8 @@ pub struct EventRow {
     pub ord: Option<i64>,
     /// Slide views: 1 when counted; reactions: the value.
     pub val: Option<i64>,
-    /// The event as JSON, with `hcp_id` replaced by the pseudonym.
+    /// What the columns lack, as JSON (`ingest::stored_body`): the event is the columns
+    /// plus this.
     pub body: String,
     /// The parsed event (for rollups).
     pub event: edetail_format::Event,
