@@ -2,23 +2,21 @@
 // Content-Security-Policy without 'unsafe-inline'.
 import init from "./edetail_runtime.js";
 
-// Fetch the bundle, its signature and the app's trusted keys while the wasm downloads
-// and compiles: the player's own requests for the same URLs (`?bundle=` links, no
-// Authorization header) are answered from these preloads instead of starting only
-// once the wasm runs. Preview links carry unsigned bundles: no signature files.
+// Fetch the bundle while the wasm downloads and compiles: the player's own requests
+// for the same URLs (`?bundle=` links, no Authorization header) are answered from
+// these preloads instead of starting only once the wasm runs. (Preloading
+// `bundle.sig` and `trusted-keys.json` too was tried: one load in ~150 then waited
+// forever for `trusted-keys.json` with the e2e test server, see BENCHMARKS.md.)
 try {
-  const q = new URLSearchParams(location.search);
-  const b = q.get("bundle");
+  const b = new URLSearchParams(location.search).get("bundle");
   if (b) {
     const base = b.endsWith("/") ? b : b + "/";
-    const files = [base + "bundle.sha256", base + "bundle.json"];
-    if (q.get("mode") !== "preview") files.push(base + "bundle.sig", "trusted-keys.json");
-    for (const f of files) {
+    for (const f of ["bundle.sha256", "bundle.json"]) {
       const l = document.createElement("link");
       l.rel = "preload";
       l.as = "fetch";
       l.crossOrigin = "anonymous";
-      l.href = f;
+      l.href = base + f;
       document.head.appendChild(l);
     }
   }

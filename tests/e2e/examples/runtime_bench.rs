@@ -40,7 +40,9 @@ use serde_json::Value;
 
 const PROBE: &str = r#"<script>
 (() => {
-  window.__bench = { slide: null, painted: null, fcp: null };
+  window.__bench = { slide: null, painted: null, fcp: null, errors: [] };
+  addEventListener('error', (e) => window.__bench.errors.push('error: ' + e.message));
+  addEventListener('unhandledrejection', (e) => window.__bench.errors.push('rejection: ' + (e.reason && (e.reason.stack || e.reason.message) || e.reason)));
   const seen = () => {
     if (window.__bench.slide === null && document.querySelector('.slide.is-current')) {
       window.__bench.slide = performance.now();
@@ -125,11 +127,24 @@ fn first_slide(s: &Session, url: &str, reload: bool) -> Result<(f64, f64, f64)> 
     } else {
         s.wd.goto(url)?;
     }
-    let v = s.wd.wait_js(
+    let v = match s.wd.wait_js(
         "the probe",
         "window.__bench && window.__bench.painted !== null && window.__bench",
         Duration::from_secs(30),
-    )?;
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            // A stalled start: what the page reported, and which requests finished.
+            let why = s.wd.js(
+                "return { errors: window.__bench && window.__bench.errors,
+                  controlled: !!(navigator.serviceWorker && navigator.serviceWorker.controller),
+                  marks: performance.getEntriesByType('mark').map(m => m.name + '@' + Math.round(m.startTime)),
+                  resources: performance.getEntriesByType('resource').map(r => r.name.split('/').pop() + '@' + Math.round(r.responseEnd)) }",
+                vec![],
+            );
+            bail!("{e}\nstalled start: {why:?}");
+        }
+    };
     let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     Ok((f("slide"), f("painted"), f("fcp")))
 }
