@@ -4,7 +4,9 @@ import init from "./edetail_runtime.js";
 
 // Fetch the bundle while the wasm downloads and compiles: the player's own requests
 // for the same URLs (`?bundle=` links, no Authorization header) are answered from
-// these preloads instead of starting only once the wasm runs.
+// these preloads instead of starting only once the wasm runs. (Preloading
+// `bundle.sig` and `trusted-keys.json` too was tried: one load in ~150 then waited
+// forever for `trusted-keys.json` with the e2e test server, see BENCHMARKS.md.)
 try {
   const b = new URLSearchParams(location.search).get("bundle");
   if (b) {

@@ -52,15 +52,29 @@ function scopeUrl(path) {
   return new URL(path, self.registration.scope).href;
 }
 
-async function currentVersion() {
-  const meta = await caches.open(META_CACHE);
-  const r = await meta.match(META_KEY);
-  return r ? r.text() : null;
+/* The current shell version, read from META_CACHE once per worker start (every shell
+ * request of a page load needs it: re-reading the cache each time cost a few ms each on
+ * the start from the caches) and kept in step by setCurrentVersion. */
+let versionRead = null;
+
+function currentVersion() {
+  if (!versionRead) {
+    versionRead = (async () => {
+      const meta = await caches.open(META_CACHE);
+      const r = await meta.match(META_KEY);
+      return r ? r.text() : null;
+    })();
+    versionRead.catch(() => {
+      versionRead = null;
+    });
+  }
+  return versionRead;
 }
 
 async function setCurrentVersion(version) {
   const meta = await caches.open(META_CACHE);
   await meta.put(META_KEY, new Response(version, { headers: { 'Content-Type': 'text/plain' } }));
+  versionRead = Promise.resolve(version);
 }
 
 async function fetchManifest() {

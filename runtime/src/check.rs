@@ -154,6 +154,14 @@ pub fn admit_with_hash(
     expected_hash: &str,
     today: &str,
 ) -> Result<Bundle, Refusal> {
+    check_bundle_hash(computed_hash, expected_hash)?;
+    let b = Bundle::from_verified_json(bytes)?;
+    window(&b, today)?;
+    Ok(b)
+}
+
+/// `computed_hash` (hex) against the content of `bundle.sha256`: trimmed, any case.
+fn check_bundle_hash(computed_hash: &str, expected_hash: &str) -> Result<(), Refusal> {
     let expected = expected_hash.trim();
     if !computed_hash.eq_ignore_ascii_case(expected) {
         return Err(BundleError::HashMismatch {
@@ -162,7 +170,21 @@ pub fn admit_with_hash(
         }
         .into());
     }
-    let b = Bundle::from_verified_json(bytes)?;
+    Ok(())
+}
+
+/// [`admit_with_hash`] for bytes already parsed (`Bundle::from_verified_json`) while
+/// their hash and signature were still being checked by WebCrypto: the same checks in
+/// the same order with the same refusals, the bundle hash first, so a parse of bytes
+/// that do not match `bundle.sha256` is never used (nor its error shown).
+pub fn admit_parsed(
+    parsed: Result<Bundle, BundleError>,
+    computed_hash: &str,
+    expected_hash: &str,
+    today: &str,
+) -> Result<Bundle, Refusal> {
+    check_bundle_hash(computed_hash, expected_hash)?;
+    let b = parsed?;
     window(&b, today)?;
     Ok(b)
 }
@@ -287,6 +309,64 @@ mod tests {
                 Err(Refusal::Integrity(m)) if m.contains("bundle hash mismatch")
             ));
         }
+    }
+
+    /// The player parses while WebCrypto still hashes and verifies: every outcome of
+    /// `admit_parsed` on the early parse equals `admit_with_hash` (hash first).
+    #[test]
+    fn admit_parsed_equals_admit_with_hash() {
+        let good = bundle(&["a", "b"], &[], &[]).to_json();
+        let mut tampered = good.clone();
+        let at = tampered.len() - 2;
+        tampered[at] = b' ';
+        let mut schema: serde_json::Value = serde_json::from_slice(&good).expect("json");
+        schema["schema_version"] = 2.into();
+        let schema = serde_json::to_vec(&schema).expect("json");
+        let good_hash = sha256_hex(&good);
+        let cases: Vec<(&[u8], String)> = vec![
+            (&good, good_hash.clone()),
+            (&good, format!(" {}\n", good_hash.to_uppercase())),
+            (&tampered, good_hash.clone()),
+            (&tampered, sha256_hex(&tampered)),
+            (&schema, sha256_hex(&schema)),
+            (&schema, good_hash.clone()),
+            (b"<html>404</html>", sha256_hex(b"<html>404</html>")),
+            (b"<html>404</html>", good_hash.clone()),
+        ];
+        let mut kinds = std::collections::BTreeSet::new();
+        for (bytes, expected) in &cases {
+            for today in ["2025-12-31", "2026-06-01", "2028-01-01"] {
+                let want = admit(bytes, expected, today);
+                let got = admit_parsed(
+                    Bundle::from_verified_json(bytes),
+                    &sha256_hex(bytes),
+                    expected,
+                    today,
+                );
+                assert_eq!(got, want, "{expected} {today}");
+                kinds.insert(match want {
+                    Ok(_) => "ok",
+                    Err(Refusal::Integrity(_)) => "integrity",
+                    Err(Refusal::UnsupportedSchema(_)) => "schema",
+                    Err(Refusal::LoadFailed(_)) => "malformed",
+                    Err(Refusal::Expired { .. }) => "expired",
+                    Err(Refusal::NotYetValid { .. }) => "not-yet-valid",
+                    Err(_) => "other",
+                });
+            }
+        }
+        // The cases cover every refusal the parse order decides.
+        assert_eq!(
+            kinds.into_iter().collect::<Vec<_>>(),
+            [
+                "expired",
+                "integrity",
+                "malformed",
+                "not-yet-valid",
+                "ok",
+                "schema"
+            ]
+        );
     }
 
     #[test]

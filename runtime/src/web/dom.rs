@@ -1,5 +1,6 @@
 //! Small browser helpers (wasm32 only).
 
+use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Element, HtmlElement};
@@ -19,6 +20,24 @@ pub fn now_ms() -> f64 {
 /// Today's UTC date, ISO `YYYY-MM-DD`, from the device clock.
 pub fn today() -> String {
     crate::check::iso_date(now_ms())
+}
+
+/// Run `f` once the next frame has been painted (`requestAnimationFrame`, then a
+/// task): work that the first paint does not need waits for it.
+pub fn after_paint(f: impl FnOnce() + 'static) {
+    let task = Closure::once_into_js(move || {
+        let _ = window().set_timeout_with_callback_and_timeout_and_arguments_0(
+            Closure::once_into_js(f).unchecked_ref(),
+            0,
+        );
+    });
+    if window()
+        .request_animation_frame(task.unchecked_ref())
+        .is_err()
+    {
+        let _ =
+            window().set_timeout_with_callback_and_timeout_and_arguments_0(task.unchecked_ref(), 0);
+    }
 }
 
 pub fn local_get(key: &str) -> Option<String> {
@@ -80,26 +99,33 @@ pub async fn fetch_buffer(url: &str, token: Option<&str>) -> Result<js_sys::Arra
 /// WebCrypto exists only in secure contexts (https, localhost), like the service
 /// worker and the Ed25519 signature check.
 pub async fn sha256_hex(data: &js_sys::Object) -> Result<String, String> {
-    let fail = |e: JsValue| {
-        let m = js_sys::Reflect::get(&e, &"message".into())
-            .ok()
-            .and_then(|m| m.as_string())
-            .or_else(|| e.as_string())
-            .unwrap_or_else(|| "error".into());
-        format!("this browser cannot compute SHA-256 (WebCrypto; https or localhost needed): {m}")
-    };
-    let crypto = window().crypto().map_err(fail)?;
+    sha256_finish(sha256_start(data)?).await
+}
+
+fn sha256_fail(e: JsValue) -> String {
+    let m = js_sys::Reflect::get(&e, &"message".into())
+        .ok()
+        .and_then(|m| m.as_string())
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| "error".into());
+    format!("this browser cannot compute SHA-256 (WebCrypto; https or localhost needed): {m}")
+}
+
+/// [`sha256_hex`] in two halves: start the digest (WebCrypto copies `data` now and
+/// hashes it off the wasm), do other work, then [`sha256_finish`].
+pub fn sha256_start(data: &js_sys::Object) -> Result<js_sys::Promise, String> {
+    let crypto = window().crypto().map_err(sha256_fail)?;
     if !js_sys::Reflect::get(&crypto, &"subtle".into()).is_ok_and(|s| s.is_object()) {
-        return Err(fail("crypto.subtle is not available".into()));
+        return Err(sha256_fail("crypto.subtle is not available".into()));
     }
-    let digest = JsFuture::from(
-        crypto
-            .subtle()
-            .digest_with_str_and_buffer_source("SHA-256", data)
-            .map_err(fail)?,
-    )
-    .await
-    .map_err(fail)?;
+    crypto
+        .subtle()
+        .digest_with_str_and_buffer_source("SHA-256", data)
+        .map_err(sha256_fail)
+}
+
+pub async fn sha256_finish(digest: js_sys::Promise) -> Result<String, String> {
+    let digest = JsFuture::from(digest).await.map_err(sha256_fail)?;
     Ok(crate::check::hex(
         &js_sys::Uint8Array::new(&digest).to_vec(),
     ))

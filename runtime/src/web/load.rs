@@ -8,11 +8,13 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::dom;
+use futures_util::future::join;
+
 use crate::check::{
-    Claims, Refusal, TrustedKey, admit_with_hash, key_id_from_sha256, needs_signature,
+    Claims, Refusal, TrustedKey, admit_parsed, key_id_from_sha256, needs_signature,
     signature_claims, signature_failed, trusted_keys,
 };
-use crate::options::Options;
+use crate::options::{Mode, Options};
 
 /// A bundle ready to present.
 pub struct Loaded {
@@ -118,19 +120,60 @@ pub async fn load(opts: Options) -> Result<Loaded, Refusal> {
     } else {
         None
     };
-    let hash = dom::fetch_text(&format!("{base}bundle.sha256"), auth)
-        .await
-        .map_err(Refusal::LoadFailed)?;
-    let hash = hash.trim().to_string();
-    let buf = dom::fetch_buffer(&format!("{base}bundle.json"), auth)
-        .await
-        .map_err(Refusal::LoadFailed)?;
-    // The bundle hash by WebCrypto (native code, off the wasm), then parse a copy.
-    let computed = dom::sha256_hex(&buf).await.map_err(Refusal::LoadFailed)?;
-    let bytes = js_sys::Uint8Array::new(&buf).to_vec();
-    let bundle = admit_with_hash(&bytes, &computed, &hash, &dom::today())?;
+    // Everything runs at once: the four files are requested together (boot.js has
+    // preloaded the bundle and its hash for `?bundle=` links), the signature is checked by WebCrypto as
+    // soon as `bundle.sha256`, `bundle.sig` and the trusted keys are in (it signs the
+    // hash, not the bytes), and the bundle is parsed while WebCrypto hashes it. Nothing
+    // is presented before every check has passed, and the refusals are decided in the
+    // order of the sequential check: hash file, bundle file, bundle hash, schema and
+    // structure, approval window, then the signature.
+    // Preview links (`mode=preview`) carry unsigned preview bundles: no signature
+    // requests for them unless the bundle turns out not to be a preview.
+    let early_signature = opts.mode != Mode::Preview;
+    let today = dom::today();
+    let bundle_side = async {
+        let buf = dom::fetch_buffer(&format!("{base}bundle.json"), auth).await?;
+        super::mark("edetail:bundle-fetched");
+        // WebCrypto hashes (native code) while the wasm parses a copy.
+        let digest = dom::sha256_start(&buf);
+        let bytes = js_sys::Uint8Array::new(&buf).to_vec();
+        drop(buf);
+        let parsed = Bundle::from_verified_json(&bytes);
+        drop(bytes);
+        super::mark("edetail:parsed");
+        let computed = dom::sha256_finish(digest?).await?;
+        Ok::<_, String>((parsed, computed))
+    };
+    let signature_side = async {
+        let hash_url = format!("{base}bundle.sha256");
+        let hash_f = dom::fetch_text(&hash_url, auth);
+        if !early_signature {
+            return (hash_f.await.map(|h| h.trim().to_string()), None);
+        }
+        let (hash, inputs) = join(hash_f, signature_inputs(&base, auth)).await;
+        let hash = match hash {
+            Ok(h) => h.trim().to_string(),
+            Err(e) => return (Err(e), None),
+        };
+        let verdict = match inputs {
+            Ok((sig, keys)) => check_signature(&hash, sig.as_deref(), &keys).await,
+            Err(e) => Err(e),
+        };
+        super::mark("edetail:signature-checked");
+        (Ok(hash), Some(verdict))
+    };
+    let (bundle_r, (hash_r, early_verdict)) = join(bundle_side, signature_side).await;
+    let hash = hash_r.map_err(Refusal::LoadFailed)?;
+    let (parsed, computed) = bundle_r.map_err(Refusal::LoadFailed)?;
+    let bundle = admit_parsed(parsed, &computed, &hash, &today)?;
     if needs_signature(&bundle) {
-        check_signature(&base, auth, &hash).await?;
+        match early_verdict {
+            Some(v) => v?,
+            None => {
+                let (sig, keys) = signature_inputs(&base, auth).await?;
+                check_signature(&hash, sig.as_deref(), &keys).await?;
+            }
+        }
     }
     Ok(Loaded {
         bundle,
@@ -150,27 +193,49 @@ async fn fetch_optional(url: &str, token: Option<&str>) -> Result<Option<Vec<u8>
     }
 }
 
-/// `bundle.sig` next to the bundle, checked against the app's `./trusted-keys.json`
-/// (the page's directory: `/app/trusted-keys.json` on a head-office server) with
-/// WebCrypto Ed25519.
-async fn check_signature(base: &str, auth: Option<&str>, hash: &str) -> Result<(), Refusal> {
-    let sig = fetch_optional(&format!("{base}{SIGNATURE_FILE}"), auth)
-        .await
-        .map_err(Refusal::LoadFailed)?;
-    let keys = dom::fetch_bytes(&format!("./{TRUSTED_KEYS_JSON}"), None)
-        .await
-        .map_err(Refusal::LoadFailed)?;
-    let mut trusted = Vec::new();
-    for key in trusted_keys(&keys)? {
-        let digest = dom::sha256_hex(&js_sys::Uint8Array::from(&key.0[..]))
-            .await
-            .map_err(Refusal::LoadFailed)?;
+/// `bundle.sig` next to the bundle (None: HTTP 404) and the app's trusted keys with
+/// their ids (`./trusted-keys.json`, the page's directory: `/app/trusted-keys.json` on
+/// a head-office server; ids by WebCrypto SHA-256), fetched together.
+async fn signature_inputs(
+    base: &str,
+    auth: Option<&str>,
+) -> Result<(Option<Vec<u8>>, Vec<TrustedKey>), Refusal> {
+    let (sig_url, keys_url) = (
+        format!("{base}{SIGNATURE_FILE}"),
+        format!("./{TRUSTED_KEYS_JSON}"),
+    );
+    let (sig, keys) = join(
+        fetch_optional(&sig_url, auth),
+        dom::fetch_bytes(&keys_url, None),
+    )
+    .await;
+    let sig = sig.map_err(Refusal::LoadFailed)?;
+    let keys = keys.map_err(Refusal::LoadFailed)?;
+    let keys = trusted_keys(&keys)?;
+    // Every digest is started before the first is awaited: they run together.
+    let started: Vec<_> = keys
+        .iter()
+        .map(|k| dom::sha256_start(&js_sys::Uint8Array::from(&k.0[..])))
+        .collect();
+    let mut trusted = Vec::with_capacity(keys.len());
+    for (key, digest) in keys.into_iter().zip(started) {
+        let digest = async { dom::sha256_finish(digest?).await }.await;
         trusted.push(TrustedKey {
             key,
-            id: key_id_from_sha256(&digest),
+            id: key_id_from_sha256(&digest.map_err(Refusal::LoadFailed)?),
         });
     }
-    let claims: Claims = signature_claims(hash, sig.as_deref(), &trusted)?;
+    Ok((sig, trusted))
+}
+
+/// `bundle.sig` (None: there is none) against the trusted keys, the ed25519 check by
+/// WebCrypto.
+async fn check_signature(
+    hash: &str,
+    sig: Option<&[u8]>,
+    trusted: &[TrustedKey],
+) -> Result<(), Refusal> {
+    let claims: Claims = signature_claims(hash, sig, trusted)?;
     match webcrypto_verify(&claims.request).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(signature_failed(&claims)),

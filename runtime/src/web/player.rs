@@ -1017,15 +1017,27 @@ impl yew::Component for Player {
         if let Some(s) = b.slide(p.nav.current()) {
             p.announce = i18n::slide_announcement(lang, 1, p.nav.total(), &s.title);
         }
-        // Deliver events left in the outbox by earlier sessions (e.g. a call closed
-        // offline) even while no session runs (start-call screen, declined consent).
-        crate::tracking::drain_outbox(&l.opts.endpoint, l.token.as_deref());
-        if mode != Mode::Preview {
+        // Not needed for the first slide: after its first paint.
+        let (endpoint, token) = (l.opts.endpoint.clone(), l.token.clone());
+        let base = l.base.clone();
+        let auth = l.opts.share.clone();
+        // Controlled already: the bundle came through the worker, which cached it.
+        let controlled = js_sys::Reflect::get(&dom::window().navigator(), &"serviceWorker".into())
+            .and_then(|c| js_sys::Reflect::get(&c, &"controller".into()))
+            .is_ok_and(|c| c.is_object());
+        dom::after_paint(move || {
+            // Deliver events left in the outbox by earlier sessions (e.g. a call closed
+            // offline) even while no session runs (start-call screen, declined consent).
+            crate::tracking::drain_outbox(&endpoint, token.as_deref());
+            if mode == Mode::Preview {
+                return;
+            }
             crate::tracking::register_service_worker("sw.js");
+            if controlled {
+                return;
+            }
             // On a first visit the bundle was fetched before the service worker existed:
             // fetch it again once the worker controls the page, so it is cached offline.
-            let base = l.base.clone();
-            let auth = l.opts.share.clone();
             wasm_bindgen_futures::spawn_local(async move {
                 let Ok(ready) = dom::window().navigator().service_worker().ready() else {
                     return;
@@ -1040,10 +1052,11 @@ impl yew::Component for Player {
                 });
                 let _ = wasm_bindgen_futures::JsFuture::from(pause).await;
                 for f in ["bundle.sha256", "bundle.json"] {
-                    let _ = dom::fetch_bytes(&format!("{base}{f}"), auth.as_deref()).await;
+                    // Through the worker, which caches it; not copied into the wasm.
+                    let _ = dom::fetch_buffer(&format!("{base}{f}"), auth.as_deref()).await;
                 }
             });
-        }
+        });
         p
     }
 

@@ -19,7 +19,8 @@
 //!
 //! Prints medians (and spread) with the budgets; it measures, it does not assert.
 //!
-//! Options: `--runs N` (default 10), `--no-cold`, `--no-sw`, `--no-walk`, `--profile`
+//! Options: `--runs N` (default 10), `--sample NAME` (a deck of content-samples/ instead
+//! of the synthetic one), `--no-cold`, `--no-sw`, `--no-walk`, `--profile`
 //! (a CPU profile of the walk through the DevTools protocol: top functions by self time;
 //! wasm function names need a build with names, `cargo xtask runtime --names`),
 //! `--profile-cold` (one more cold start, profiled the same way).
@@ -39,7 +40,9 @@ use serde_json::Value;
 
 const PROBE: &str = r#"<script>
 (() => {
-  window.__bench = { slide: null, painted: null, fcp: null };
+  window.__bench = { slide: null, painted: null, fcp: null, errors: [] };
+  addEventListener('error', (e) => window.__bench.errors.push('error: ' + e.message));
+  addEventListener('unhandledrejection', (e) => window.__bench.errors.push('rejection: ' + (e.reason && (e.reason.stack || e.reason.message) || e.reason)));
   const seen = () => {
     if (window.__bench.slide === null && document.querySelector('.slide.is-current')) {
       window.__bench.slide = performance.now();
@@ -113,7 +116,9 @@ const BREAKDOWN: &str = "const r = (re) => performance.getEntriesByType('resourc
   const nav = performance.getEntriesByType('navigation')[0];
   return { html: nav ? nav.responseEnd : null, js: js ? js.responseEnd : null, wasm: w ? w.responseEnd : null,
     start: m('edetail:start'), sha_start: h ? h.startTime : null, bundle_start: b ? b.startTime : null,
-    bundle_end: b ? b.responseEnd : null, loaded: m('edetail:loaded'), slide: m('edetail:first-slide') };";
+    bundle_end: b ? b.responseEnd : null, loaded: m('edetail:loaded'), slide: m('edetail:first-slide'),
+    dom: window.__bench ? window.__bench.slide : null, painted: window.__bench ? window.__bench.painted : null,
+    marks: Object.fromEntries(performance.getEntriesByType('mark').filter(e => e.name.startsWith('edetail:')).reverse().map(e => [e.name, e.startTime])) };";
 
 /// Load and wait for the probe's numbers: (slide in DOM, next frame, FCP) in ms.
 fn first_slide(s: &Session, url: &str, reload: bool) -> Result<(f64, f64, f64)> {
@@ -122,11 +127,24 @@ fn first_slide(s: &Session, url: &str, reload: bool) -> Result<(f64, f64, f64)> 
     } else {
         s.wd.goto(url)?;
     }
-    let v = s.wd.wait_js(
+    let v = match s.wd.wait_js(
         "the probe",
         "window.__bench && window.__bench.painted !== null && window.__bench",
         Duration::from_secs(30),
-    )?;
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            // A stalled start: what the page reported, and which requests finished.
+            let why = s.wd.js(
+                "return { errors: window.__bench && window.__bench.errors,
+                  controlled: !!(navigator.serviceWorker && navigator.serviceWorker.controller),
+                  marks: performance.getEntriesByType('mark').map(m => m.name + '@' + Math.round(m.startTime)),
+                  resources: performance.getEntriesByType('resource').map(r => r.name.split('/').pop() + '@' + Math.round(r.responseEnd)) }",
+                vec![],
+            );
+            bail!("{e}\nstalled start: {why:?}");
+        }
+    };
     let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     Ok((f("slide"), f("painted"), f("fcp")))
 }
@@ -166,6 +184,8 @@ fn report_breakdown(title: &str, runs: &[Value]) {
         ("bundle_start", "bundle.json requested"),
         ("bundle_end", "bundle.json received"),
         ("loaded", "bundle verified + parsed (mark edetail:loaded)"),
+        ("dom", "first slide in DOM (probe)"),
+        ("painted", "next animation frame (probe)"),
         ("slide", "first slide rendered (mark edetail:first-slide)"),
     ] {
         let mut v: Vec<f64> = runs.iter().filter_map(|r| r[k].as_f64()).collect();
@@ -174,6 +194,30 @@ fn report_breakdown(title: &str, runs: &[Value]) {
         } else {
             println!("  {what:<48} {:8.1}", median(&mut v));
         }
+    }
+    // The runtime's other `edetail:*` marks, by median.
+    let known = ["edetail:start", "edetail:loaded", "edetail:first-slide"];
+    let mut names: Vec<String> = runs
+        .iter()
+        .filter_map(|r| r["marks"].as_object())
+        .flat_map(|m| m.keys().cloned())
+        .filter(|k| !known.contains(&k.as_str()))
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut other: Vec<(f64, String)> = names
+        .into_iter()
+        .map(|k| {
+            let mut v: Vec<f64> = runs
+                .iter()
+                .filter_map(|r| r["marks"][&k].as_f64())
+                .collect();
+            (median(&mut v), k)
+        })
+        .collect();
+    other.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (t, k) in other {
+        println!("  {:<48} {t:8.1}", format!("mark {k}"));
     }
 }
 
@@ -236,6 +280,71 @@ fn print_profile(title: &str, profile: &Value, n: usize) {
             100.0 * us / total.max(1.0)
         );
     }
+    // The longest stretch without an idle sample (a long task, if any), and the call
+    // stacks sampled most in it.
+    let parent: HashMap<i64, i64> = nodes
+        .iter()
+        .flat_map(|n| {
+            let id = n["id"].as_i64().unwrap_or(-1);
+            n["children"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(move |c| Some((c.as_i64()?, id)))
+        })
+        .collect();
+    let idle = |i: usize| {
+        let id = samples[i].as_i64().unwrap_or(-1);
+        name_of.get(&id).is_some_and(|n| n == "(idle)")
+    };
+    let (mut best, mut cur, mut best_dur, mut dur) = ((0, 0), 0, 0.0, 0.0);
+    for i in 1..samples.len() {
+        let dt = deltas.get(i).and_then(Value::as_f64).unwrap_or(0.0);
+        if idle(i - 1) {
+            cur = i;
+            dur = 0.0;
+        } else {
+            dur += dt;
+            if dur > best_dur {
+                best_dur = dur;
+                best = (cur, i);
+            }
+        }
+    }
+    if best_dur < 30_000.0 {
+        return;
+    }
+    let mut stacks: HashMap<String, f64> = HashMap::new();
+    for i in best.0.max(1)..=best.1 {
+        let dt = deltas.get(i).and_then(Value::as_f64).unwrap_or(0.0);
+        let mut id = samples[i - 1].as_i64().unwrap_or(-1);
+        let mut frames = vec![];
+        while id >= 0 && frames.len() < 60 {
+            let name = name_of.get(&id).cloned().unwrap_or_default();
+            let short: String = name
+                .split("::h")
+                .next()
+                .unwrap_or(&name)
+                .chars()
+                .take(90)
+                .collect();
+            frames.push(short);
+            id = parent.get(&id).copied().unwrap_or(-1);
+        }
+        frames.reverse();
+        let tail = frames[frames.len().saturating_sub(12)..].join(" > ");
+        *stacks.entry(tail).or_default() += dt;
+    }
+    let mut v: Vec<(String, f64)> = stacks.into_iter().collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!(
+        "longest busy stretch: {:.1} ms; stacks sampled most in it:",
+        best_dur / 1000.0
+    );
+    for (stack, us) in v.into_iter().take(6) {
+        println!("  {:8.1} ms  {stack}", us / 1000.0);
+    }
 }
 
 fn main() -> Result<()> {
@@ -257,11 +366,21 @@ fn main() -> Result<()> {
         bail!("Chromium is needed: {why}");
     }
     let load_before = loadavg();
-    // A synthetic deck whose main flow has more than 200 slides.
+    // A synthetic deck whose main flow has more than 200 slides, or `--sample NAME`: a
+    // deck of content-samples/ (first-slide times; its walk is as long as its flow).
+    let sample = args
+        .iter()
+        .position(|a| a == "--sample")
+        .and_then(|i| args.get(i + 1));
     let tmp = tempfile::tempdir()?;
-    let deck = tmp.path().join("deck");
-    edetail_authoring::synth::write_deck(&deck, 225)?;
-    let c = compile_dir(&deck)?;
+    let c = match sample {
+        Some(name) => edetail_e2e::site::compile_sample(name)?,
+        None => {
+            let deck = tmp.path().join("deck");
+            edetail_authoring::synth::write_deck(&deck, 225)?;
+            compile_dir(&deck)?
+        }
+    };
     let bundle = c.bundle.clone().context("bundle")?;
     let flow: usize = bundle.flow.iter().map(|s| s.slides.len()).sum();
     let mut site = Site::new_with(&receiver_bin()?)?;
@@ -276,7 +395,8 @@ fn main() -> Result<()> {
         .map(|m| m.len())
         .unwrap_or(0);
     println!(
-        "runtime_bench: synthetic deck, {} slides ({flow} in the main flow, bundle.json {bundle_bytes} B), {runs} runs, headless Chromium, {} cores, load average {load_before}",
+        "runtime_bench: {} deck, {} slides ({flow} in the main flow, bundle.json {bundle_bytes} B), {runs} runs, headless Chromium, {} cores, load average {load_before}",
+        sample.map_or("synthetic", String::as_str),
         bundle.slides.len(),
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -390,12 +510,14 @@ fn main() -> Result<()> {
     //   its microtasks and, when a frame is due first, that frame: an upper bound);
     // - `frame`: keydown -> next animation frame.
     wd.js(
-        "window.__walk = { work: [], frame: [], sync: [], paint: [], long: [] };
-         try { new PerformanceObserver(l => { for (const e of l.getEntries()) window.__walk.long.push(e.duration); })
+        "window.__walk = { work: [], frame: [], sync: [], paint: [], long: [], long_at: [], t_first: null, t_last: null };
+         try { new PerformanceObserver(l => { for (const e of l.getEntries()) { window.__walk.long.push(e.duration); window.__walk.long_at.push([e.startTime, window.__walk.work.length, performance.now()]); } })
            .observe({ type: 'longtask' }); window.__walk.longtask = true; } catch (e) { window.__walk.longtask = false; }
          let t0 = 0;
          window.addEventListener('keydown', () => {
            t0 = performance.now();
+           if (window.__walk.t_first === null) window.__walk.t_first = t0;
+           window.__walk.t_last = t0;
            const ch = new MessageChannel();
            ch.port1.onmessage = () => window.__walk.work.push(performance.now() - t0);
            ch.port2.postMessage(0);
@@ -507,6 +629,10 @@ fn main() -> Result<()> {
         "long tasks (>50 ms) during the walk: {} (longest {max_long:.1} ms; observer supported: {})",
         long.len(),
         w["longtask"]
+    );
+    println!(
+        "long tasks at (start ms, key presses before it, observed at ms): {}; key presses from {} to {} ms",
+        w["long_at"], w["t_first"], w["t_last"]
     );
     let growth =
         |k: &str| -> Option<f64> { Some((h1[k].as_f64()? - h0[k].as_f64()?) / 1_048_576.0) };
