@@ -314,7 +314,10 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
-async fn serve_www(st: &AppState, rel: &str) -> Response {
+/// A file of the runtime shell. When the build left a precompressed `<file>.gz` (see
+/// `cargo xtask runtime`) and the client accepts gzip, that is sent with
+/// `Content-Encoding: gzip`: the transfer the first-slide budget counts.
+async fn serve_www(st: &AppState, rel: &str, gzip: bool) -> Response {
     if rel.split('/').any(|s| s == ".." || s.starts_with('.')) || rel.contains('\\') {
         return ApiError::not_found("no such file").into_response();
     }
@@ -325,23 +328,40 @@ async fn serve_www(st: &AppState, rel: &str) -> Response {
         rel.to_string()
     };
     let path = root.join(&rel_s);
-    let read = tokio::task::spawn_blocking(move || std::fs::read(&path)).await;
+    let read = tokio::task::spawn_blocking(move || {
+        let mut gz = path.clone().into_os_string();
+        gz.push(".gz");
+        if gzip
+            && path.is_file()
+            && let Ok(b) = std::fs::read(&gz)
+        {
+            return Ok((b, true));
+        }
+        std::fs::read(&path).map(|b| (b, false))
+    })
+    .await;
     match read {
-        Ok(Ok(bytes)) => {
+        Ok(Ok((bytes, gzipped))) => {
             let cache =
                 if rel_s == "index.html" || rel_s == "sw.js" || rel_s.ends_with(".webmanifest") {
                     "no-cache"
                 } else {
                     "public, max-age=300"
                 };
-            (
+            let mut r = (
                 [
                     (header::CONTENT_TYPE, content_type(&rel_s)),
                     (header::CACHE_CONTROL, cache),
+                    (header::VARY, "Accept-Encoding"),
                 ],
                 bytes,
             )
-                .into_response()
+                .into_response();
+            if gzipped {
+                r.headers_mut()
+                    .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            r
         }
         _ if rel_s == "index.html" => (
             [(header::CACHE_CONTROL, "no-cache")],
@@ -352,12 +372,34 @@ async fn serve_www(st: &AppState, rel: &str) -> Response {
     }
 }
 
-async fn app_index(State(st): State<Arc<AppState>>) -> Response {
-    serve_www(&st, "").await
+async fn app_index(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    serve_www(&st, "", accepts_gzip(&headers)).await
 }
 
-async fn app_file(State(st): State<Arc<AppState>>, Path(path): Path<String>) -> Response {
-    serve_www(&st, &path).await
+async fn app_file(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(path): Path<String>,
+) -> Response {
+    serve_www(&st, &path, accepts_gzip(&headers)).await
+}
+
+/// Does `Accept-Encoding` allow gzip (and not with `q=0`)?
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or_default();
+            let q0 = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q <= 0.0))
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q0
+        })
 }
 
 /// The player's trusted signing keys (`./trusted-keys.json` next to its page), from

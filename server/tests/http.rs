@@ -1261,6 +1261,43 @@ fn dashboard_pages() {
             .call()
             .unwrap();
         assert_eq!(r.headers().get("content-type").unwrap(), "application/wasm");
+        // A precompressed sibling (the build writes `<file>.gz`) is sent to clients that
+        // accept gzip, with Content-Encoding; others get the plain file.
+        let gz = {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            e.write_all(b"\0asm").unwrap();
+            e.finish().unwrap()
+        };
+        std::fs::write(www.join("app.wasm.gz"), &gz).unwrap();
+        let raw_get = |accept: &str| {
+            use std::io::{Read, Write};
+            let addr = s.url.trim_start_matches("http://");
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            write!(
+                c,
+                "GET /app/app.wasm HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut out = Vec::new();
+            c.read_to_end(&mut out).unwrap();
+            let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+            let head = String::from_utf8_lossy(&out[..split]).to_lowercase();
+            (head, out[split + 4..].to_vec())
+        };
+        let (head, body) = raw_get("Accept-Encoding: br, gzip;q=0.8\r\n");
+        assert!(head.contains("content-encoding: gzip"), "{head}");
+        assert!(head.contains("vary: accept-encoding"), "{head}");
+        assert_eq!(body, gz);
+        for accept in [
+            "",
+            "Accept-Encoding: gzip;q=0\r\n",
+            "Accept-Encoding: br\r\n",
+        ] {
+            let (head, body) = raw_get(accept);
+            assert!(!head.contains("content-encoding"), "{accept}: {head}");
+            assert_eq!(body, b"\0asm", "{accept}");
+        }
         assert_eq!(
             agent
                 .get(&format!("{}/app/../Cargo.toml", s.url))

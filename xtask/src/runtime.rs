@@ -204,6 +204,7 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
     let files = write_precache(&dist)?;
+    precompress(&dist)?;
     report_sizes(&dist, &files)?;
     eprintln!(
         "done: serve {} at /app/ (see docs/runtime.md)",
@@ -335,7 +336,9 @@ fn shell_files(dist: &Path) -> Result<Vec<String>> {
     }
     let mut files = Vec::new();
     walk(dist, dist, &mut files)?;
-    files.retain(|f| f != "sw.js" && f != "precache.json" && !f.starts_with('.'));
+    files.retain(|f| {
+        f != "sw.js" && f != "precache.json" && !f.starts_with('.') && !f.ends_with(".gz")
+    });
     files.sort();
     Ok(files)
 }
@@ -358,17 +361,56 @@ fn write_precache(dist: &Path) -> Result<Vec<String>> {
     Ok(files)
 }
 
-fn gzip_len(path: &Path) -> Result<u64> {
-    let out = Command::new("gzip")
-        .args(["-9", "-c"])
-        .arg(path)
-        .output()
-        .context("running gzip to measure transfer sizes")?;
-    Ok(out.stdout.len() as u64)
+/// The build's own text outputs, which get a precompressed `.gz` sibling. Files that
+/// deployments write or replace later (`trusted-keys.json`, bundles) never do, so a
+/// `.gz` can never be stale.
+const PRECOMPRESSED: &[&str] = &[
+    "index.html",
+    "boot.js",
+    "edetail_runtime.js",
+    "edetail_runtime_bg.wasm",
+    "style.css",
+    "manifest.webmanifest",
+    "sw.js",
+    "precache.json",
+];
+
+/// Write `<file>.gz` for [`PRECOMPRESSED`]: gzip made by zopfli, which every browser
+/// decodes and which is smaller than `gzip -9`. The servers (`edetail serve`, the test
+/// receiver) send it with `Content-Encoding: gzip` to clients that accept gzip, so these
+/// are the bytes a device downloads.
+fn precompress(dist: &Path) -> Result<()> {
+    eprintln!("==> zopfli: precompressed .gz files");
+    for f in PRECOMPRESSED {
+        let src = dist.join(f);
+        if !src.is_file() {
+            continue;
+        }
+        let raw = std::fs::read(&src)?;
+        let mut out = Vec::new();
+        zopfli::compress(
+            zopfli::Options::default(),
+            zopfli::Format::Gzip,
+            raw.as_slice(),
+            &mut out,
+        )
+        .with_context(|| format!("compressing {f}"))?;
+        std::fs::write(dist.join(format!("{f}.gz")), out)?;
+    }
+    Ok(())
 }
 
-/// Print raw and gzipped sizes; the first-slide transfer is index.html + its boot
-/// script + the bindgen JS + wasm + CSS.
+/// Bytes a client that accepts gzip downloads for `path`: its `.gz` when there is one.
+fn transfer_len(path: &Path) -> Result<u64> {
+    let mut gz = path.as_os_str().to_owned();
+    gz.push(".gz");
+    let gz = Path::new(&gz);
+    Ok(std::fs::metadata(if gz.is_file() { gz } else { path })?.len())
+}
+
+/// Print raw and transfer sizes (the precompressed `.gz` a browser is sent; raw for
+/// files without one); the first-slide transfer is index.html + its boot script + the
+/// bindgen JS + wasm + CSS.
 fn report_sizes(dist: &Path, files: &[String]) -> Result<()> {
     let first = [
         "index.html".to_string(),
@@ -377,12 +419,12 @@ fn report_sizes(dist: &Path, files: &[String]) -> Result<()> {
         format!("{CRATE}_bg.wasm"),
         "style.css".to_string(),
     ];
-    eprintln!("{:<36} {:>10} {:>10}", "file", "bytes", "gzip -9");
+    eprintln!("{:<36} {:>10} {:>10}", "file", "bytes", "sent (.gz)");
     let (mut raw_total, mut gz_total) = (0, 0);
     for f in files {
         let p = dist.join(f);
         let raw = std::fs::metadata(&p)?.len();
-        let gz = gzip_len(&p)?;
+        let gz = transfer_len(&p)?;
         let mark = if first.contains(f) {
             raw_total += raw;
             gz_total += gz;

@@ -118,7 +118,10 @@ const BREAKDOWN: &str = "const r = (re) => performance.getEntriesByType('resourc
     start: m('edetail:start'), sha_start: h ? h.startTime : null, bundle_start: b ? b.startTime : null,
     bundle_end: b ? b.responseEnd : null, loaded: m('edetail:loaded'), slide: m('edetail:first-slide'),
     dom: window.__bench ? window.__bench.slide : null, painted: window.__bench ? window.__bench.painted : null,
-    marks: Object.fromEntries(performance.getEntriesByType('mark').filter(e => e.name.startsWith('edetail:')).reverse().map(e => [e.name, e.startTime])) };";
+    marks: Object.fromEntries(performance.getEntriesByType('mark').filter(e => e.name.startsWith('edetail:')).reverse().map(e => [e.name, e.startTime])),
+    shell_bytes: (nav ? nav.encodedBodySize : 0) + performance.getEntriesByType('resource')
+      .filter(e => /(boot\\.js|edetail_runtime\\.js|edetail_runtime_bg\\.wasm|style\\.css)$/.test(e.name))
+      .reduce((a, e) => a + e.encodedBodySize, 0) };";
 
 /// Load and wait for the probe's numbers: (slide in DOM, next frame, FCP) in ms.
 fn first_slide(s: &Session, url: &str, reload: bool) -> Result<(f64, f64, f64)> {
@@ -187,6 +190,7 @@ fn report_breakdown(title: &str, runs: &[Value]) {
         ("dom", "first slide in DOM (probe)"),
         ("painted", "next animation frame (probe)"),
         ("slide", "first slide rendered (mark edetail:first-slide)"),
+        ("shell_bytes", "BYTES received: index.html+boot+JS+wasm+CSS"),
     ] {
         let mut v: Vec<f64> = runs.iter().filter_map(|r| r[k].as_f64()).collect();
         if v.is_empty() {

@@ -521,16 +521,52 @@ fn serve_file(state: &State, req: Request, url_path: &str) -> io::Result<()> {
                 .with_header(header("Content-Range", &format!("bytes */{size}"))),
         ),
         None => {
+            // The build's precompressed sibling (`cargo xtask runtime` writes `<file>.gz`)
+            // goes to clients that accept gzip, as `edetail serve` does.
+            let mut gz = path.clone().into_os_string();
+            gz.push(".gz");
+            if header_value(&req, "accept-encoding").is_some_and(accepts_gzip)
+                && let Ok(bytes) = std::fs::read(&gz)
+            {
+                return req.respond(
+                    base(Response::from_data(bytes))
+                        .with_header(header("Content-Encoding", "gzip"))
+                        .with_header(header("Vary", "Accept-Encoding")),
+                );
+            }
             let mut buf = Vec::with_capacity(size as usize);
             file.read_to_end(&mut buf)?;
-            req.respond(base(Response::from_data(buf)))
+            req.respond(
+                base(Response::from_data(buf)).with_header(header("Vary", "Accept-Encoding")),
+            )
         }
     }
+}
+
+/// An `Accept-Encoding` value that allows gzip (listed without `q=0`).
+fn accepts_gzip(v: &str) -> bool {
+    v.split(',').any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        parts.next().is_some_and(|c| c.eq_ignore_ascii_case("gzip"))
+            && !parts.any(|p| {
+                p.strip_prefix("q=")
+                    .is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q <= 0.0))
+            })
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gzip_negotiation() {
+        assert!(accepts_gzip("gzip, deflate, br, zstd"));
+        assert!(accepts_gzip("br;q=1.0, gzip;q=0.8"));
+        assert!(!accepts_gzip("gzip;q=0"));
+        assert!(!accepts_gzip("br, identity"));
+        assert!(!accepts_gzip(""));
+    }
 
     #[test]
     fn ranges() {
