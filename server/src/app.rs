@@ -329,15 +329,16 @@ async fn serve_www(st: &AppState, rel: &str, gzip: bool) -> Response {
     };
     let path = root.join(&rel_s);
     let read = tokio::task::spawn_blocking(move || {
-        let mut gz = path.clone().into_os_string();
+        let plain = std::fs::read(&path)?;
+        let mut gz = path.into_os_string();
         gz.push(".gz");
         if gzip
-            && path.is_file()
             && let Ok(b) = std::fs::read(&gz)
+            && gzip_of(&b, &plain)
         {
             return Ok((b, true));
         }
-        std::fs::read(&path).map(|b| (b, false))
+        Ok::<_, std::io::Error>((plain, false))
     })
     .await;
     match read {
@@ -382,6 +383,19 @@ async fn app_file(
     Path(path): Path<String>,
 ) -> Response {
     serve_www(&st, &path, accepts_gzip(&headers)).await
+}
+
+/// Is `gz` a gzip of `plain`, by its trailer (CRC-32 and length of the uncompressed
+/// data)? A `.gz` left stale by a later edit of its source is then never sent.
+pub fn gzip_of(gz: &[u8], plain: &[u8]) -> bool {
+    let Some(trailer) = gz.len().checked_sub(8).and_then(|i| gz.get(i..)) else {
+        return false;
+    };
+    let mut crc = flate2::Crc::new();
+    crc.update(plain);
+    gz.starts_with(&[0x1f, 0x8b])
+        && trailer[..4] == crc.sum().to_le_bytes()
+        && trailer[4..] == (plain.len() as u32).to_le_bytes()
 }
 
 /// Does `Accept-Encoding` allow gzip (and not with `q=0`)?
