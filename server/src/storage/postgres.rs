@@ -399,25 +399,7 @@ impl PgStore {
             .collect();
         if !fresh.is_empty() {
             let (hcp_ids, ended) = rollup::needs(&fresh);
-            let mut hcps = HashMap::new();
-            if !hcp_ids.is_empty() {
-                for r in tx
-                    .query(
-                        "SELECT hcp, specialty, institution, region, segment FROM hcps WHERE hcp = ANY($1)",
-                        &[&hcp_ids],
-                    )
-                    .await?
-                {
-                    let rec = HcpRecord {
-                        hcp: r.try_get(0)?,
-                        specialty: r.try_get(1)?,
-                        institution: r.try_get(2)?,
-                        region: r.try_get(3)?,
-                        segment: r.try_get(4)?,
-                    };
-                    hcps.insert(rec.hcp.clone(), rec);
-                }
-            }
+            let hcps = hcp_records(&tx, &hcp_ids).await?;
             let mut d = rollup::compute(&fresh, &hcps);
             // Sessions first (row locks on `sess` before any rollup row: see
             // `close_idle_once`), then the rollups.
@@ -583,6 +565,34 @@ async fn track_sessions(
 
 /// Close these sessions (whose `sess` rows this transaction holds locked): add the
 /// change of their contributions to `d` and mark them closed.
+/// The HCP directory rows of these physicians (pseudonyms), by pseudonym.
+async fn hcp_records(
+    tx: &tokio_postgres::Transaction<'_>,
+    ids: &[String],
+) -> Result<HashMap<String, HcpRecord>, tokio_postgres::Error> {
+    let mut hcps = HashMap::new();
+    if ids.is_empty() {
+        return Ok(hcps);
+    }
+    for r in tx
+        .query(
+            "SELECT hcp, specialty, institution, region, segment FROM hcps WHERE hcp = ANY($1)",
+            &[&ids],
+        )
+        .await?
+    {
+        let rec = HcpRecord {
+            hcp: r.try_get(0)?,
+            specialty: r.try_get(1)?,
+            institution: r.try_get(2)?,
+            region: r.try_get(3)?,
+            segment: r.try_get(4)?,
+        };
+        hcps.insert(rec.hcp.clone(), rec);
+    }
+    Ok(hcps)
+}
+
 async fn close_sessions(
     tx: &tokio_postgres::Transaction<'_>,
     ids: &[String],
@@ -635,25 +645,7 @@ async fn close_sessions(
         .values()
         .filter_map(|v| rollup::SessionContribution::representative(v)?.hcp.clone())
         .collect();
-    let mut hcps = HashMap::new();
-    if !rep_hcps.is_empty() {
-        for r in tx
-            .query(
-                "SELECT hcp, specialty, institution, region, segment FROM hcps WHERE hcp = ANY($1)",
-                &[&rep_hcps],
-            )
-            .await?
-        {
-            let rec = HcpRecord {
-                hcp: r.try_get(0)?,
-                specialty: r.try_get(1)?,
-                institution: r.try_get(2)?,
-                region: r.try_get(3)?,
-                segment: r.try_get(4)?,
-            };
-            hcps.insert(rec.hcp.clone(), rec);
-        }
-    }
+    let hcps = hcp_records(tx, &rep_hcps).await?;
     let mut contribs: Vec<Option<String>> = Vec::with_capacity(ids.len());
     for s in ids {
         let state = states.remove(s).unwrap_or_default();
