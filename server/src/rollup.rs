@@ -270,9 +270,15 @@ impl Deltas {
 
 /// The grain-0 and grain-1 cohorts of an event.
 pub fn cohorts_of(row: &EventRow, hcp: Option<&HcpRecord>) -> [Cohort; 2] {
+    cohorts(row.channel, row.territory.as_deref(), hcp)
+}
+
+/// The grain-0 cohort (channel only) and the grain-1 cohort (territory and the
+/// physician's directory dimensions) of a channel, territory and physician.
+fn cohorts(channel: &str, territory: Option<&str>, hcp: Option<&HcpRecord>) -> [Cohort; 2] {
     let coarse = Cohort {
         grain: 0,
-        channel: row.channel.to_string(),
+        channel: channel.to_string(),
         territory: "*".into(),
         specialty: "*".into(),
         region: "*".into(),
@@ -282,8 +288,8 @@ pub fn cohorts_of(row: &EventRow, hcp: Option<&HcpRecord>) -> [Cohort; 2] {
     let d = hcp.cloned().unwrap_or_default();
     let fine = Cohort {
         grain: 1,
-        channel: row.channel.to_string(),
-        territory: row.territory.clone().unwrap_or_default(),
+        channel: channel.to_string(),
+        territory: territory.unwrap_or_default().to_string(),
         specialty: d.specialty,
         region: d.region,
         institution: d.institution,
@@ -444,26 +450,11 @@ pub fn session_contribution(
     hcps: &HashMap<String, HcpRecord>,
 ) -> Option<SessionContribution> {
     let rep = SessionContribution::representative(items)?;
-    let d = rep.hcp.as_ref().and_then(|h| hcps.get(h)).cloned();
-    let d = d.unwrap_or_default();
-    let coarse = Cohort {
-        grain: 0,
-        channel: rep.channel.clone(),
-        territory: "*".into(),
-        specialty: "*".into(),
-        region: "*".into(),
-        institution: "*".into(),
-        segment: "*".into(),
-    };
-    let fine = Cohort {
-        grain: 1,
-        channel: rep.channel.clone(),
-        territory: rep.territory.clone().unwrap_or_default(),
-        specialty: d.specialty,
-        region: d.region,
-        institution: d.institution,
-        segment: d.segment,
-    };
+    let [coarse, fine] = cohorts(
+        &rep.channel,
+        rep.territory.as_deref(),
+        rep.hcp.as_ref().and_then(|h| hcps.get(h)),
+    );
     let mut views: Vec<&SessionItem> = items
         .iter()
         .filter(|i| i.etype == "slide_view" && i.val == Some(1) && i.slide_id.is_some())
