@@ -3,7 +3,14 @@
 //! ```text
 //! cargo run --release -p edetail-server --example ingest_bench -- \
 //!     [--backend sqlite|postgres] [--events N] [--clients C] [--batch 100] [--queries Q]
+//!     [--dir PATH] [--from K]
 //! ```
+//!
+//! `--dir PATH` keeps the SQLite data directory (created if missing) instead of a
+//! temporary one; `--from K` and `--stop-at M` send only events K..M of the N-event
+//! timeline. Together they measure ingest into a large database without re-sending it
+//! every time: build a base once with `--events 10000000 --stop-at 9000000 --dir base`,
+//! copy it, and run `--events 10000000 --from 9000000 --dir copy` on each copy.
 //!
 //! Runs the server as a child process (this same binary, `--serve-child`), so the
 //! reported RSS is the server's alone. C client threads send time-ordered UUIDv7
@@ -59,10 +66,19 @@ fn main() {
     let queries: usize = arg(&args, "--queries")
         .and_then(|s| s.parse().ok())
         .unwrap_or(40);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let from: u64 = arg(&args, "--from")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let stop_at: u64 = arg(&args, "--stop-at")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(events);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kept = arg(&args, "--dir").map(std::path::PathBuf::from);
+    let dir_path = kept.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let dir = &dir_path;
     let schema = format!("bench_{}", std::process::id());
     let mut cmd = Command::new(std::env::current_exe().expect("exe"));
-    cmd.arg("--serve-child").arg(dir.path());
+    cmd.arg("--serve-child").arg(dir);
     if backend == "postgres" {
         cmd.args(["--database", PG_URL, "--pg-schema", &schema]);
     }
@@ -79,10 +95,27 @@ fn main() {
             break u.to_string();
         }
     };
+    // A kept directory reused: its admin token was saved by the run that created it.
+    let token_file = dir.join("bench-admin-token");
+    if admin.is_empty() {
+        admin = std::fs::read_to_string(&token_file).expect("admin token of the kept --dir");
+    } else if kept.is_some() {
+        std::fs::write(&token_file, &admin).expect("save admin token");
+    }
     let ac = Client::new(&url, Some(&admin));
     let (ar, bundle) =
         edetail_server::bundles::sample_bundle("bench", "1.0.0", "2020-01-01", "2099-12-31", 8);
-    let hash = ac.publish(&ar, &[]).expect("publish").bundle_hash;
+    let hash = match ac.publish(&ar, &[]) {
+        Ok(p) => p.bundle_hash,
+        Err(_) if from > 0 => ac
+            .versions()
+            .expect("versions")
+            .into_iter()
+            .find(|v| v.deck_id == "bench")
+            .expect("bench deck published in the kept --dir")
+            .bundle_hash,
+        Err(e) => panic!("publish: {e}"),
+    };
     let mut csv = String::from("id,specialty,institution,region,segment\n");
     for i in 0..500 {
         csv.push_str(&format!(
@@ -119,10 +152,10 @@ fn main() {
         })
     };
     println!(
-        "backend {backend}; {events} events in batches of {batch}; {clients} clients; server pid {pid}, RSS before load {} MiB",
+        "backend {backend}; events {from}..{stop_at} of a {events}-event timeline in batches of {batch}; {clients} clients; server pid {pid}, RSS before load {} MiB",
         rss_kb(pid) / 1024
     );
-    let next = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(from));
     let lat = Arc::new(Mutex::new(Vec::<f64>::new()));
     let retries = Arc::new(AtomicU64::new(0));
     let flow: Vec<String> = bundle.flow_ids().map(String::from).collect();
@@ -131,11 +164,11 @@ fn main() {
     let t0 = Instant::now();
     // Acknowledged events, and when the last million (of a longer run) began.
     let done = Arc::new(AtomicU64::new(0));
-    let last_m_mark = events.saturating_sub(1_000_000);
+    let last_m_mark = (stop_at - from).saturating_sub(1_000_000);
     let last_m_start = Arc::new(Mutex::new(None::<Instant>));
     let progress = {
         let (done, stop) = (done.clone(), stop.clone());
-        std::thread::spawn(move || progress_loop(pid, events, &done, &stop))
+        std::thread::spawn(move || progress_loop(pid, stop_at - from, &done, &stop))
     };
     let mut hs = Vec::new();
     for (ci, token) in tokens.iter().enumerate() {
@@ -153,10 +186,10 @@ fn main() {
             let c = Client::new(&url, None);
             loop {
                 let k0 = next.fetch_add(batch, Ordering::Relaxed);
-                if k0 >= events {
+                if k0 >= stop_at {
                     return;
                 }
-                let n = batch.min(events - k0);
+                let n = batch.min(stop_at - k0);
                 let evs: Vec<Event> = (k0..k0 + n).map(|k| make_event(k, events, start_ms, span, &flow, &hash, ci)).collect();
                 let body = serde_json::to_vec(&serde_json::json!({"schema_version": 1, "device_id": format!("ipad-{ci}"), "sent_at": edetail_server::util::now_ms(), "events": evs})).expect("json");
                 loop {
@@ -189,7 +222,7 @@ fn main() {
     done.store(u64::MAX, Ordering::Relaxed);
     let _ = progress.join();
     if let Some(t) = *last_m_start.lock().expect("mark") {
-        let rest = events - last_m_mark;
+        let rest = stop_at - from - last_m_mark;
         println!(
             "ingest over the last {rest} events: {:.0} events/s",
             rest as f64 / t.elapsed().as_secs_f64()
@@ -199,8 +232,9 @@ fn main() {
     l.sort_by(|a, b| a.total_cmp(b));
     let q = |p: f64| l[((l.len() as f64 - 1.0) * p).round() as usize];
     println!(
-        "ingest: {:.0} events/s ({events} events in {secs:.1} s); batch latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} overload retries; server RSS peak {} MiB",
-        events as f64 / secs,
+        "ingest: {:.0} events/s ({} events in {secs:.1} s); batch latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} overload retries; server RSS peak {} MiB",
+        (stop_at - from) as f64 / secs,
+        stop_at - from,
         q(0.5),
         q(0.9),
         q(0.99),
@@ -215,15 +249,15 @@ fn main() {
     let mut total = 0.0;
     for (name, secs) in &cpu {
         total += secs;
-        line.push_str(&format!(" {name} {:.1} us;", secs * 1e6 / events as f64));
+        line.push_str(&format!(" {name} {:.1} us;", secs * 1e6 / (stop_at - from) as f64));
     }
-    println!("{line} total {:.1} us", total * 1e6 / events as f64);
+    println!("{line} total {:.1} us", total * 1e6 / (stop_at - from) as f64);
     let st = ac.stats().expect("stats");
     println!(
         "stored: {} events, {} rollup rows",
         st.events, st.rollup_rows
     );
-    assert_eq!(st.events as u64, events, "every event stored once");
+    assert_eq!(st.events as u64, stop_at, "every event stored once");
     // Insights latency.
     let mk = |extra: &str| format!("/api/v1/insights/deck?deck=bench{extra}");
     for (name, path) in [
@@ -277,7 +311,7 @@ fn main() {
         println!(
             "database files: {:.1} MiB ({:.0} bytes per event): {}",
             total as f64 / 1048576.0,
-            total as f64 / events as f64,
+            total as f64 / stop_at as f64,
             list.join(", ")
         );
     }
