@@ -292,7 +292,7 @@ fn main() {
     }
     println!("server RSS after queries {} MiB", rss_kb(pid) / 1024);
     if backend != "postgres" {
-        let files: Vec<(String, u64)> = std::fs::read_dir(dir.path())
+        let files: Vec<(String, u64)> = std::fs::read_dir(dir)
             .into_iter()
             .flatten()
             .flatten()
