@@ -107,13 +107,14 @@ fn main() {
         edetail_server::bundles::sample_bundle("bench", "1.0.0", "2020-01-01", "2099-12-31", 8);
     let hash = match ac.publish(&ar, &[]) {
         Ok(p) => p.bundle_hash,
-        Err(_) if from > 0 => ac
-            .versions()
-            .expect("versions")
-            .into_iter()
-            .find(|v| v.deck_id == "bench")
-            .expect("bench deck published in the kept --dir")
-            .bundle_hash,
+        Err(_) if from > 0 => {
+            ac.versions()
+                .expect("versions")
+                .into_iter()
+                .find(|v| v.deck_id == "bench")
+                .expect("bench deck published in the kept --dir")
+                .bundle_hash
+        }
         Err(e) => panic!("publish: {e}"),
     };
     let mut csv = String::from("id,specialty,institution,region,segment\n");
@@ -249,9 +250,15 @@ fn main() {
     let mut total = 0.0;
     for (name, secs) in &cpu {
         total += secs;
-        line.push_str(&format!(" {name} {:.1} us;", secs * 1e6 / (stop_at - from) as f64));
+        line.push_str(&format!(
+            " {name} {:.1} us;",
+            secs * 1e6 / (stop_at - from) as f64
+        ));
     }
-    println!("{line} total {:.1} us", total * 1e6 / (stop_at - from) as f64);
+    println!(
+        "{line} total {:.1} us",
+        total * 1e6 / (stop_at - from) as f64
+    );
     let st = ac.stats().expect("stats");
     println!(
         "stored: {} events, {} rollup rows",

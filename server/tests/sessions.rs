@@ -220,7 +220,7 @@ fn sessions(hash: &str) -> Sessions {
 fn idle_sessions_close_and_late_events_give_the_all_at_once_figures() {
     each_backend(|b| {
         // Reference: every session's events arriving together (one batch each).
-        let reference = Env::start(b, Duration::ZERO);
+        let mut reference = Env::start(b, Duration::ZERO);
         let (hash, dev) = reference.setup();
         let s = sessions(&hash);
         for evs in &s.all {
@@ -296,6 +296,20 @@ fn idle_sessions_close_and_late_events_give_the_all_at_once_figures() {
             .map(|f| figures(&e.report(f)))
             .collect();
         assert_eq!(got, want);
+        // Restarted, both have folded every pending rollup delta (SQLite folds at start):
+        // the same figures, and as many stored rollup rows (rows that re-closed sessions
+        // left at zero are deleted, not kept).
+        reference.restart(Duration::ZERO);
+        e.restart(Duration::ZERO);
+        let got: Vec<serde_json::Value> = filters()
+            .into_iter()
+            .map(|f| figures(&e.report(f)))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(
+            e.admin().stats().unwrap().rollup_rows,
+            reference.admin().stats().unwrap().rollup_rows
+        );
     });
 }
 

@@ -143,7 +143,100 @@ INSERT INTO sess (session_id, last_rx, dirty, frozen)
   FROM events WHERE preview = 0 GROUP BY session_id;
 "#,
     ),
+    (
+        6,
+        // Rollup and reach deltas are written here by each commit and folded into
+        // `rollup` / `reach` about once a second ([`fold_range`]); queries read both
+        // ([`with_pending`]), so figures are exact at every commit. `seq` tells one
+        // commit's delta of a rollup row from another's (the writer's commit count;
+        // restarts at 0 after the fold the writer does when it starts).
+        r#"
+CREATE TABLE rollup_pending (
+  key INTEGER NOT NULL, cohort INTEGER NOT NULL, day INTEGER NOT NULL, seq INTEGER NOT NULL,
+  n INTEGER NOT NULL, s INTEGER NOT NULL,
+  PRIMARY KEY (key, cohort, day, seq)) WITHOUT ROWID;
+CREATE TABLE reach_pending (
+  dv INTEGER NOT NULL, cohort INTEGER NOT NULL, day INTEGER NOT NULL, hcp TEXT NOT NULL,
+  PRIMARY KEY (dv, cohort, day, hcp)) WITHOUT ROWID;
+"#,
+    ),
 ];
+
+/// The rows of `table` (`rollup` or `reach`) and of its pending deltas (not folded yet,
+/// [`fold_range`]) that match `w` (over `r.`): a subquery aliased `r`. The condition
+/// is written into both arms (SQLite does not push `IN (subquery)` terms into a UNION
+/// ALL), so `table` is still read by primary-key seeks; `p` is the condition's
+/// parameters, returned twice.
+fn with_pending(table: &str, cols: &str, w: &str, p: Vec<Param>) -> (String, Vec<Param>) {
+    let src = format!(
+        "(SELECT {cols} FROM {table} r WHERE {w}
+          UNION ALL SELECT {cols} FROM {table}_pending r WHERE {w}) r"
+    );
+    let mut both = p.clone();
+    both.extend(p);
+    (src, both)
+}
+
+/// How often every pending delta is folded into `rollup` and `reach` (at the latest).
+///
+/// Why not upsert them directly: `rollup` is keyed (key, cohort, day) for reads, so
+/// one commit's deltas land on as many b-tree pages as it has distinct (key, cohort)
+/// pairs, all over a table of millions of rows, and every such page was written to the
+/// WAL again at every commit. Writing to the small `rollup_pending` touches few pages;
+/// the fold then writes each touched `rollup` page about once per interval instead of
+/// once per commit (measured in BENCHMARKS.md, "Pending rollup deltas").
+const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The fold is spread over commits so no commit waits for a whole interval's fold
+/// (batch latency): every `FOLD_EVERY / FOLD_SLICES` a commit folds the pending rows of
+/// the next slice of key ids (each slice once per interval); an idle writer folds all.
+const FOLD_SLICES: u32 = 16;
+
+/// The writer's folding state (see [`FOLD_SLICES`]).
+struct Folder {
+    /// First key id of the next slice to fold.
+    next_key: i64,
+    last: std::time::Instant,
+    /// Deltas written since the last complete fold.
+    pending: bool,
+}
+
+impl Folder {
+    /// Whether this commit folds a slice.
+    fn due(&self) -> bool {
+        self.last.elapsed() >= FOLD_EVERY / FOLD_SLICES
+    }
+
+    /// Fold the next slice of key ids (inside the caller's transaction); returns the
+    /// first key id of the slice after it, to keep once the transaction commits.
+    fn fold_slice(&self, c: &Connection) -> Result<i64, StoreError> {
+        let max: i64 = c.query_row("SELECT COALESCE(MAX(id), 0) FROM rkey", [], |r| r.get(0))?;
+        let step = (max / i64::from(FOLD_SLICES)).max(1);
+        let lo = if self.next_key > max {
+            0
+        } else {
+            self.next_key
+        };
+        fold_range(c, lo, lo + step)?;
+        Ok(lo + step)
+    }
+
+    /// Fold everything pending, in a transaction of its own.
+    fn fold_all(&mut self, conn: &Connection) {
+        if !self.pending {
+            return;
+        }
+        let folded = conn.execute_batch("BEGIN IMMEDIATE").is_ok()
+            && fold_range(conn, i64::MIN, i64::MAX).is_ok()
+            && conn.execute_batch("COMMIT").is_ok();
+        if folded {
+            self.pending = false;
+            self.last = std::time::Instant::now();
+        } else {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+    }
+}
 
 type Finisher = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// A write job: runs inside the group's transaction (in its own savepoint); ingest jobs
@@ -372,7 +465,24 @@ struct Interned {
 
 fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
     let mut interned = Interned::default();
-    while let Ok(first) = rx.recv() {
+    // Deltas left pending by an earlier process: folded first, so `seq` restarts at 0.
+    let mut folder = Folder {
+        next_key: 0,
+        last: std::time::Instant::now(),
+        pending: true,
+    };
+    folder.fold_all(&conn);
+    let mut seq: i64 = 0;
+    loop {
+        let first = match rx.recv_timeout(FOLD_EVERY / FOLD_SLICES) {
+            Ok(j) => j,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Idle: fold everything, so queries find nothing pending.
+                folder.fold_all(&conn);
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let mut jobs = vec![first];
         while jobs.len() < GROUP_COMMIT_MAX {
             match rx.try_recv() {
@@ -403,14 +513,31 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             }
             fins.push(fin);
         }
-        let commit = if group.rows.is_empty() && group.close.is_empty() {
-            Ok(())
-        } else {
+        let fold = folder.due();
+        let mut next_key = folder.next_key;
+        let wrote = !(group.rows.is_empty() && group.close.is_empty());
+        seq += 1;
+        let commit = if wrote {
             group_deltas(&conn, &group)
-                .and_then(|d| write_deltas(&conn, &d, &mut interned))
+                .and_then(|d| write_deltas(&conn, &d, &mut interned, seq))
                 .map_err(|e| e.to_string())
+        } else {
+            Ok(())
         }
+        .and_then(|()| {
+            if fold {
+                next_key = folder.fold_slice(&conn).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })
         .and_then(|()| conn.execute_batch("COMMIT").map_err(|e| e.to_string()));
+        if commit.is_ok() {
+            folder.pending |= wrote;
+            if fold {
+                folder.next_key = next_key;
+                folder.last = std::time::Instant::now();
+            }
+        }
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
             // Ids interned in the rolled-back transaction no longer exist.
@@ -420,6 +547,47 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             f(commit.clone());
         }
     }
+    // Shutting down: fold what is pending (only tidiness: queries read it either way).
+    folder.fold_all(&conn);
+}
+
+/// Fold the pending deltas of key ids `lo..hi` into `rollup` and `reach` (inside the
+/// caller's transaction): one upsert per distinct (key, cohort, day), in primary-key
+/// order; rows a replaced session contribution leaves at zero are deleted, so figures
+/// equal those of the sessions' events arriving together.
+fn fold_range(c: &Connection, lo: i64, hi: i64) -> Result<(), StoreError> {
+    // Rows a negative delta may leave at zero (rare: only re-closed sessions).
+    let emptied: Vec<(i64, i64, i64)> = c
+        .prepare_cached(
+            "SELECT DISTINCT key, cohort, day FROM rollup_pending
+             WHERE key >= ?1 AND key < ?2 AND n < 0",
+        )?
+        .query_map([lo, hi], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    c.prepare_cached(
+        "INSERT INTO rollup (key, cohort, day, n, s)
+           SELECT key, cohort, day, SUM(n), SUM(s) FROM rollup_pending
+           WHERE key >= ?1 AND key < ?2
+           GROUP BY key, cohort, day HAVING SUM(n) != 0 OR SUM(s) != 0
+         ON CONFLICT DO UPDATE SET n = n + excluded.n, s = s + excluded.s",
+    )?
+    .execute([lo, hi])?;
+    let mut del = c.prepare_cached(
+        "DELETE FROM rollup WHERE key = ?1 AND cohort = ?2 AND day = ?3 AND n = 0 AND s = 0",
+    )?;
+    for (k, h, d) in emptied {
+        del.execute(params![k, h, d])?;
+    }
+    for sql in [
+        "DELETE FROM rollup_pending WHERE key >= ?1 AND key < ?2",
+        "INSERT INTO reach (dv, cohort, day, hcp)
+           SELECT dv, cohort, day, hcp FROM reach_pending WHERE dv >= ?1 AND dv < ?2
+         ON CONFLICT DO NOTHING",
+        "DELETE FROM reach_pending WHERE dv >= ?1 AND dv < ?2",
+    ] {
+        c.prepare_cached(sql)?.execute([lo, hi])?;
+    }
+    Ok(())
 }
 
 /// An in-memory connection handed to jobs when the real transaction could not start;
@@ -709,38 +877,35 @@ fn key_ids(
     Ok((keys, cohorts))
 }
 
-/// One upsert per distinct (key, cohort, day), in primary-key order.
+/// Append the group's deltas to the pending tables (folded later, [`fold_range`]):
+/// one row per distinct (key, cohort, day) with a non-zero delta, and the physicians
+/// reached.
 fn write_deltas(
     c: &Connection,
     d: &rollup::Deltas,
     cache: &mut Interned,
+    seq: i64,
 ) -> Result<(), StoreError> {
     let (keys, cohorts) = key_ids(c, d, cache)?;
-    let mut rows: Vec<(i64, i64, i32, i64, i64)> = d
-        .rollup
-        .iter()
-        .map(|((k, h, day), (n, s))| (keys[*k as usize], cohorts[*h as usize], *day, *n, *s))
-        .collect();
-    // A session closed again with the same figures nets to zero.
-    rows.retain(|r| r.3 != 0 || r.4 != 0);
-    rows.sort_unstable();
     let mut up = c.prepare_cached(
-        "INSERT INTO rollup (key, cohort, day, n, s) VALUES (?1,?2,?3,?4,?5)
-         ON CONFLICT DO UPDATE SET n = n + excluded.n, s = s + excluded.s",
+        "INSERT INTO rollup_pending (key, cohort, day, seq, n, s) VALUES (?1,?2,?3,?4,?5,?6)",
     )?;
-    for (k, h, day, n, s) in rows {
-        up.execute(params![k, h, day, n, s])?;
-        if n < 0 {
-            // A replaced session contribution: drop rows it leaves empty, so figures
-            // equal those of the sessions' events arriving together.
-            c.prepare_cached(
-                "DELETE FROM rollup WHERE key = ?1 AND cohort = ?2 AND day = ?3 AND n = 0 AND s = 0",
-            )?
-            .execute(params![k, h, day])?;
+    for ((k, h, day), (n, s)) in &d.rollup {
+        // A session closed again with the same figures nets to zero.
+        if *n != 0 || *s != 0 {
+            up.execute(params![
+                keys[*k as usize],
+                cohorts[*h as usize],
+                day,
+                seq,
+                n,
+                s
+            ])?;
         }
     }
     let mut rq = c.prepare_cached(
-        "INSERT INTO reach (dv, cohort, day, hcp) VALUES (?1,?2,?3,?4) ON CONFLICT DO NOTHING",
+        "INSERT INTO reach_pending (dv, cohort, day, hcp) VALUES (?1,?2,?3,?4)
+         ON CONFLICT DO NOTHING",
     )?;
     for (k, h, day, hcp) in &d.reach {
         rq.execute(params![keys[*k as usize], cohorts[*h as usize], day, hcp])?;
@@ -1143,18 +1308,26 @@ fn interned_where(metric: &str, f: &Filter, grain: i64, dv: &str) -> (String, Ve
     (w, p)
 }
 
+/// Groups whose rows all net to zero: a pending negative delta (a re-closed session)
+/// and the row it empties, not folded yet ([`fold_range`] deletes such rows). Rows are
+/// never stored at zero otherwise, so this is what the folded table answers.
+const NONZERO: &str = "HAVING SUM(r.n) != 0 OR SUM(r.s) != 0";
+
 /// A rollup query: sums per interned key (or cohort, or day) first, then grouped by the
 /// requested text columns.
 fn rollup_sql(metric: &str, f: &Filter, group: GroupBy) -> (String, Vec<Param>) {
     let (w, p) = interned_where(metric, f, i64::from(f.needs_fine_grain()), "key");
+    let (src, p) = with_pending("rollup", "r.key, r.cohort, r.day, r.n, r.s", &w, p);
     let sql = match group {
-        GroupBy::Day => format!(
-            "SELECT CAST(r.day AS TEXT), SUM(r.n), SUM(r.s) FROM rollup r WHERE {w} GROUP BY r.day"
-        ),
+        GroupBy::Day => {
+            format!(
+                "SELECT CAST(r.day AS TEXT), SUM(r.n), SUM(r.s) FROM {src} GROUP BY r.day {NONZERO}"
+            )
+        }
         GroupBy::Channel => format!(
             "SELECT c.channel, SUM(x.n), SUM(x.s) FROM
-               (SELECT r.cohort AS cohort, SUM(r.n) AS n, SUM(r.s) AS s FROM rollup r
-                WHERE {w} GROUP BY r.cohort) x
+               (SELECT r.cohort AS cohort, SUM(r.n) AS n, SUM(r.s) AS s FROM {src}
+                GROUP BY r.cohort {NONZERO}) x
              JOIN cohort c ON c.id = x.cohort GROUP BY c.channel"
         ),
         g => {
@@ -1166,8 +1339,8 @@ fn rollup_sql(metric: &str, f: &Filter, group: GroupBy) -> (String, Vec<Param>) 
             };
             format!(
                 "SELECT {cols}, SUM(x.n), SUM(x.s) FROM
-                   (SELECT r.key AS key, SUM(r.n) AS n, SUM(r.s) AS s FROM rollup r
-                    WHERE {w} GROUP BY r.key) x
+                   (SELECT r.key AS key, SUM(r.n) AS n, SUM(r.s) AS s FROM {src}
+                    GROUP BY r.key {NONZERO}) x
                  JOIN rkey k ON k.id = x.key GROUP BY {cols}"
             )
         }
@@ -1194,6 +1367,7 @@ fn reach_sql(f: &Filter, group: GroupBy) -> (String, Vec<Param>) {
         );
     }
     let (w, p) = interned_where("reach", f, 1, "dv");
+    let (src, p) = with_pending("reach", "r.dv, r.cohort, r.day, r.hcp", &w, p);
     let (cols, join) = match group {
         GroupBy::Day => ("CAST(r.day AS TEXT)", ""),
         GroupBy::Channel => ("c.channel", " JOIN cohort c ON c.id = r.cohort"),
@@ -1201,9 +1375,7 @@ fn reach_sql(f: &Filter, group: GroupBy) -> (String, Vec<Param>) {
         _ => ("k.deck", " JOIN rkey k ON k.id = r.dv"),
     };
     (
-        format!(
-            "SELECT {cols}, COUNT(DISTINCT r.hcp), 0 FROM reach r{join} WHERE {w} GROUP BY {cols}"
-        ),
+        format!("SELECT {cols}, COUNT(DISTINCT r.hcp), 0 FROM {src}{join} GROUP BY {cols}"),
         p,
     )
 }
