@@ -70,8 +70,22 @@ pub async fn fetch_bytes(url: &str, token: Option<&str>) -> Result<Vec<u8>, Stri
     Ok(js_sys::Uint8Array::new(&buf).to_vec())
 }
 
+/// How long a GET may wait for the server's answer (status and headers; the body may
+/// then take its time): a server that accepts the connection and never answers (a
+/// captive portal, "lie-fi") gets a clear load error instead of an endless spinner.
+pub const ANSWER_WITHIN_MS: u32 = 15_000;
+
 /// [`fetch_bytes`] without copying the body into wasm memory.
 pub async fn fetch_buffer(url: &str, token: Option<&str>) -> Result<js_sys::ArrayBuffer, String> {
+    fetch_buffer_within(url, token, ANSWER_WITHIN_MS).await
+}
+
+/// [`fetch_buffer`] waiting at most `answer_ms` for the answer.
+pub async fn fetch_buffer_within(
+    url: &str,
+    token: Option<&str>,
+    answer_ms: u32,
+) -> Result<js_sys::ArrayBuffer, String> {
     let init = web_sys::RequestInit::new();
     init.set_method("GET");
     if let Some(t) = token {
@@ -80,9 +94,17 @@ pub async fn fetch_buffer(url: &str, token: Option<&str>) -> Result<js_sys::Arra
             .map_err(|e| js_msg(&e))?;
         init.set_headers(&h);
     }
-    let resp = JsFuture::from(window().fetch_with_str_and_init(url, &init))
-        .await
-        .map_err(|e| format!("{url}: {}", js_msg(&e)))?;
+    let deadline = Deadline::arm(&init, answer_ms);
+    let resp = JsFuture::from(window().fetch_with_str_and_init(url, &init)).await;
+    let expired = deadline.as_ref().is_some_and(Deadline::expired);
+    drop(deadline);
+    let resp = resp.map_err(|e| {
+        if expired {
+            format!("{url}: no answer within {} s", answer_ms / 1000)
+        } else {
+            format!("{url}: {}", js_msg(&e))
+        }
+    })?;
     let resp: web_sys::Response = resp.dyn_into().map_err(|_| "not a response".to_string())?;
     if !resp.ok() {
         return Err(format!("{url}: HTTP {}", resp.status()));
@@ -92,6 +114,45 @@ pub async fn fetch_buffer(url: &str, token: Option<&str>) -> Result<js_sys::Arra
         .map_err(|e| js_msg(&e))?;
     buf.dyn_into()
         .map_err(|_| format!("{url}: not an ArrayBuffer"))
+}
+
+/// Aborts a request whose answer has not come within its time (an `AbortController`
+/// and a timer, cleared when dropped; `AbortSignal.timeout` needs Safari 16).
+struct Deadline {
+    controller: web_sys::AbortController,
+    timer: i32,
+    /// The timer's callback, freed with the deadline.
+    _abort: Closure<dyn FnMut()>,
+}
+
+impl Deadline {
+    fn arm(init: &web_sys::RequestInit, ms: u32) -> Option<Deadline> {
+        let controller = web_sys::AbortController::new().ok()?;
+        init.set_signal(Some(&controller.signal()));
+        let c = controller.clone();
+        let abort = Closure::once(move || c.abort());
+        let timer = window()
+            .set_timeout_with_callback_and_timeout_and_arguments_0(
+                abort.as_ref().unchecked_ref(),
+                i32::try_from(ms).unwrap_or(i32::MAX),
+            )
+            .ok()?;
+        Some(Deadline {
+            controller,
+            timer,
+            _abort: abort,
+        })
+    }
+
+    fn expired(&self) -> bool {
+        self.controller.signal().aborted()
+    }
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        window().clear_timeout_with_handle(self.timer);
+    }
 }
 
 /// Lower-case hex SHA-256 of `data` (an `ArrayBuffer` or typed array) by WebCrypto
@@ -132,8 +193,18 @@ pub async fn sha256_finish(digest: js_sys::Promise) -> Result<String, String> {
 }
 
 pub async fn fetch_text(url: &str, token: Option<&str>) -> Result<String, String> {
-    let b = fetch_bytes(url, token).await?;
-    String::from_utf8(b).map_err(|_| format!("{url}: not UTF-8 text"))
+    fetch_text_within(url, token, ANSWER_WITHIN_MS).await
+}
+
+/// [`fetch_text`] waiting at most `answer_ms` for the answer.
+pub async fn fetch_text_within(
+    url: &str,
+    token: Option<&str>,
+    answer_ms: u32,
+) -> Result<String, String> {
+    let buf = fetch_buffer_within(url, token, answer_ms).await?;
+    String::from_utf8(js_sys::Uint8Array::new(&buf).to_vec())
+        .map_err(|_| format!("{url}: not UTF-8 text"))
 }
 
 /// The element itself or its closest ancestor matching `sel`.

@@ -80,13 +80,18 @@ pub fn pick_from_catalog(doc: &Value, server: &str, deck: Option<&str>) -> Optio
     Some(format!("{server}/api/v1/bundles/{hash}/"))
 }
 
+/// How long the catalog may take to answer when the device remembers the deck it
+/// picked last time (see [`load`]).
+const CATALOG_WITH_FALLBACK_MS: u32 = 5_000;
+
 async fn fetch_catalog_base(
     server: &str,
     bearer: &str,
     deck: Option<&str>,
+    within_ms: u32,
 ) -> Result<String, Refusal> {
     let url = format!("{server}/api/v1/catalog");
-    let text = dom::fetch_text(&url, Some(bearer))
+    let text = dom::fetch_text_within(&url, Some(bearer), within_ms)
         .await
         .map_err(Refusal::LoadFailed)?;
     let doc: Value =
@@ -105,12 +110,20 @@ pub async fn load(opts: Options) -> Result<Loaded, Refusal> {
         // bundle picked is remembered: a call can start offline on a deck opened once.
         (None, Some(bearer)) => {
             let key = format!("edetail.catalog.{}", opts.deck.as_deref().unwrap_or("*"));
-            match fetch_catalog_base(&server, bearer, opts.deck.as_deref()).await {
+            // With a deck to fall back on, a catalog that does not answer soon (lie-fi:
+            // the API is never answered by the service worker) must not hold up the call.
+            let remembered = dom::local_get(&key);
+            let within = if remembered.is_some() {
+                CATALOG_WITH_FALLBACK_MS
+            } else {
+                dom::ANSWER_WITHIN_MS
+            };
+            match fetch_catalog_base(&server, bearer, opts.deck.as_deref(), within).await {
                 Ok(base) => {
                     dom::local_set(&key, &base);
                     base
                 }
-                Err(e) => dom::local_get(&key).ok_or(e)?,
+                Err(e) => remembered.ok_or(e)?,
             }
         }
         (None, None) => return Err(Refusal::NoBundle),

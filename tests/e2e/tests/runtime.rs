@@ -27,6 +27,7 @@ in_both_browsers!(
     screenshots,
     delivery_survives_outage_and_reload,
     tampered_asset_is_refused,
+    unanswering_server_does_not_hang_the_start,
 );
 
 /// A site serving one sample deck as `/bundles/<name>/`.
@@ -566,6 +567,80 @@ fn delivery(s: &Session, reload: bool) -> Result<()> {
                 .collect::<HashSet<_>>()
                 .len(),
         "every session starts once"
+    );
+    Ok(())
+}
+
+/// A server that accepts connections and never answers (lie-fi, a captive portal): a
+/// device token's catalog request gives up after 5 s when the device remembers its deck,
+/// which then opens; a first visit to a bundle on such a server shows the load screen
+/// (with Try again) after 15 s instead of "Loading…" forever.
+fn unanswering_server_does_not_hang_the_start(s: &Session) -> Result<()> {
+    let wd = &s.wd;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let silent = format!("http://{}", listener.local_addr()?);
+    std::thread::spawn(move || {
+        // Accept and hold every connection; never write a byte.
+        let mut held = Vec::new();
+        for c in listener.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let site = site_with("en-dosing-guide", "dosing")?;
+    // First visit (no service worker yet) of a bundle on the silent server.
+    let t = Instant::now();
+    wd.goto(&format!(
+        "{}/?bundle={silent}/bundles/x/&mode=self",
+        site.origin()
+    ))?;
+    let r = wd.wait_find(&testid("refusal"), Duration::from_secs(30))?;
+    let reason = wd.js(
+        "return arguments[0].getAttribute('data-reason')",
+        vec![edetail_e2e::webdriver::arg(&r)],
+    )?;
+    ensure!(reason == json!("load"), "refusal {reason}, want load");
+    let text = wd.js(
+        "return document.querySelector('[data-testid=refusal]').innerText",
+        vec![],
+    )?;
+    ensure!(
+        text.as_str()
+            .is_some_and(|t| t.contains("no answer within 15 s")),
+        "the load screen does not say why: {text}"
+    );
+    ensure!(
+        t.elapsed() >= Duration::from_secs(14),
+        "refused after {:?}, before the 15 s deadline",
+        t.elapsed()
+    );
+    // The remembered deck (what an earlier successful catalog request stored).
+    wd.goto(&format!("{}/", site.origin()))?;
+    wd.js(
+        "localStorage.setItem('edetail.catalog.dosing', '/bundles/dosing/')",
+        vec![],
+    )?;
+    let t = Instant::now();
+    wd.goto(&format!(
+        "{}/?server={silent}&token=device-token&deck=dosing",
+        site.origin()
+    ))?;
+    wd.wait_js(
+        "the remembered deck, though the catalog never answers",
+        "document.querySelector('[data-testid=start-call],.slide.is-current,[data-testid=refusal]')",
+        Duration::from_secs(20),
+    )?;
+    ensure!(
+        wd.js(
+            "return !document.querySelector('[data-testid=refusal]')",
+            vec![]
+        )? == json!(true),
+        "the remembered deck did not open: {}",
+        wd.js("return document.body.innerText", vec![])?
+    );
+    let waited = t.elapsed();
+    ensure!(
+        waited >= Duration::from_secs(4),
+        "opened after {waited:?}: did the catalog request reach the silent server?"
     );
     Ok(())
 }
