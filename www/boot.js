@@ -1,5 +1,8 @@
 // Starts the wasm player. A separate file (not inline) so the page works under a
-// Content-Security-Policy without 'unsafe-inline'.
+// Content-Security-Policy without 'unsafe-inline'. Loaded as an `async` module
+// script: it runs (and the wasm compiles, and the bundle downloads) as soon as it and
+// the JS glue are in, without waiting for style.css or the end of parsing, which a
+// deferred (plain module) script must; on a cold start that was ~30 ms of waiting.
 import init from "./edetail_runtime.js";
 
 // Fetch the bundle while the wasm downloads and compiles: the player's own requests
