@@ -433,7 +433,8 @@ async function bundleMetaResponse(event) {
   try {
     const r = await withTimeout(networkFetch(req), NETWORK_TIMEOUT_MS);
     if (r.ok && r.status === 200) {
-      event.waitUntil(openCache(BUNDLE_CACHE).then((cache) => cache.put(key, r.clone())));
+      const copy = r.clone(); // now: the page consumes `r` as soon as it is returned
+      event.waitUntil(openCache(BUNDLE_CACHE).then((cache) => cache.put(key, copy)));
       return r;
     }
     const cached = await cachedP;
