@@ -8,8 +8,9 @@ import init from "./edetail_runtime.js";
 // Fetch the bundle while the wasm downloads and compiles: the player's own requests
 // for the same URLs (`?bundle=` links, no Authorization header) are answered from
 // these preloads instead of starting only once the wasm runs. (Preloading
-// `bundle.sig` and `trusted-keys.json` too was tried: one load in ~150 then waited
-// forever for `trusted-keys.json` with the e2e test server, see BENCHMARKS.md.)
+// `bundle.sig` and `trusted-keys.json` too was tried twice: one load in ~150 then
+// waited forever for `trusted-keys.json` with the e2e test server, see BENCHMARKS.md;
+// reproduced with this async boot, 1 cold load in ~300.)
 try {
   const b = new URLSearchParams(location.search).get("bundle");
   if (b) {
