@@ -127,7 +127,7 @@ const BREAKDOWN: &str = "const r = (re) => performance.getEntriesByType('resourc
     bundle_end: b ? b.responseEnd : null, loaded: m('edetail:loaded'), slide: m('edetail:first-slide'),
     dom: window.__bench ? window.__bench.slide : null, painted: window.__bench ? window.__bench.painted : null,
     res: Object.fromEntries(performance.getEntriesByType('resource').concat(nav ? [nav] : []).map(e => [e.name.split('?')[0].split('/').pop() || 'index.html',
-      { start: e.startTime, worker: e.workerStart || null, conn: e.connectEnd, req: e.requestStart, resp: e.responseStart, end: e.responseEnd }])),
+      { start: e.startTime, worker: e.workerStart || null, src: e.workerFinalSourceType || e.workerMatchedSourceType || null, conn: e.connectEnd, req: e.requestStart, resp: e.responseStart, end: e.responseEnd }])),
     marks: Object.fromEntries(performance.getEntriesByType('mark').filter(e => e.name.startsWith('edetail:')).reverse().map(e => [e.name, e.startTime])),
     shell_bytes: (nav ? nav.encodedBodySize : 0) + performance.getEntriesByType('resource')
       .filter(e => /(boot\\.js|edetail_runtime\\.js|edetail_runtime_bg\\.wasm|style\\.css)$/.test(e.name))
@@ -231,14 +231,19 @@ fn report_breakdown(title: &str, runs: &[Value]) {
             (
                 med("start"),
                 format!(
-                    "  {:<32} start {:6.1}  sw {:6.1}  connected {:6.1}  req {:6.1}  first byte {:6.1}  end {:6.1}",
+                    "  {:<32} start {:6.1}  sw {:6.1}  connected {:6.1}  req {:6.1}  first byte {:6.1}  end {:6.1}{}",
                     f,
                     med("start"),
                     med("worker"),
                     med("conn"),
                     med("req"),
                     med("resp"),
-                    med("end")
+                    med("end"),
+                    // Where a service worker's static router sent it (Chromium).
+                    runs.iter()
+                        .find_map(|r| r["res"][&f]["src"].as_str())
+                        .map(|src| format!("  router: {src}"))
+                        .unwrap_or_default()
                 ),
             )
         })
