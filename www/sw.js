@@ -29,7 +29,8 @@
  *   worker controlled it (first visit), so the deck opens offline from the next load.
  * - bundle.json / bundle.sha256 / bundle.sig and the app's trusted-keys.json:
  *   network-first (4 s timeout), cache fallback, so a deck opened once starts offline
- *   (signature checked) and a republished one is picked up online.
+ *   (signature checked) and a republished one is picked up online; for 5 s after this
+ *   worker's last request failed to reach the network, straight from the cache.
  * - Never touched: non-GET requests (event uploads), /api/ URLs, other cross-origin GETs.
  */
 'use strict';
