@@ -487,6 +487,20 @@ fn main() -> Result<()> {
         println!("profiled cold start: first slide in DOM at {d:.1} ms");
         print_profile("a cold start", &p["profile"], 30);
     }
+    // `--screenshot FILE`: a PNG of the first slide after one more cold start.
+    if let Some(file) = args
+        .iter()
+        .position(|a| a == "--screenshot")
+        .and_then(|i| args.get(i + 1))
+    {
+        let s = chromium()?;
+        s.wd.set_viewport(1024, 768)?;
+        first_slide(&s, &url, false)?;
+        // Let the entrance animations finish.
+        std::thread::sleep(Duration::from_millis(800));
+        std::fs::write(file, s.wd.screenshot()?)?;
+        println!("first slide screenshot: {file}");
+    }
     // `--trace-cold FILE`: one more cold start, traced like `--trace-sw`.
     if let Some(file) = args
         .iter()
