@@ -1,12 +1,16 @@
 // Starts the wasm player. A separate file (not inline) so the page works under a
-// Content-Security-Policy without 'unsafe-inline'.
+// Content-Security-Policy without 'unsafe-inline'. Loaded as an `async` module
+// script: it runs (and the wasm compiles, and the bundle downloads) as soon as it and
+// the JS glue are in, without waiting for style.css or the end of parsing, which a
+// deferred (plain module) script must; on a cold start that was ~30 ms of waiting.
 import init from "./edetail_runtime.js";
 
 // Fetch the bundle while the wasm downloads and compiles: the player's own requests
 // for the same URLs (`?bundle=` links, no Authorization header) are answered from
 // these preloads instead of starting only once the wasm runs. (Preloading
-// `bundle.sig` and `trusted-keys.json` too was tried: one load in ~150 then waited
-// forever for `trusted-keys.json` with the e2e test server, see BENCHMARKS.md.)
+// `bundle.sig` and `trusted-keys.json` too was tried twice: one load in ~150 then
+// waited forever for `trusted-keys.json` with the e2e test server, see BENCHMARKS.md;
+// reproduced with this async boot, 1 cold load in ~300.)
 try {
   const b = new URLSearchParams(location.search).get("bundle");
   if (b) {

@@ -29,7 +29,8 @@
  *   worker controlled it (first visit), so the deck opens offline from the next load.
  * - bundle.json / bundle.sha256 / bundle.sig and the app's trusted-keys.json:
  *   network-first (4 s timeout), cache fallback, so a deck opened once starts offline
- *   (signature checked) and a republished one is picked up online.
+ *   (signature checked) and a republished one is picked up online; for 5 s after this
+ *   worker's last request failed to reach the network, straight from the cache.
  * - Never touched: non-GET requests (event uploads), /api/ URLs, other cross-origin GETs.
  */
 'use strict';
@@ -48,6 +49,47 @@ const BUNDLE_META_RE = /\/(bundle\.(json|sha256|sig)|trusted-keys\.json)$/;
 let lastUpdateCheck = 0;
 let updating = null;
 
+/* When a network request of this worker last failed to reach the server (offline, or
+ * the server down). For NETWORK_DOWN_MS after that, bundle meta files are answered
+ * from the cache without trying the network first: starting a deck offline then
+ * costs one failed attempt per file, not one per file and page load (each attempt is
+ * a few ms of this worker's thread on the start's critical path). Any response from
+ * the network clears it; a republished bundle is picked up on the first load after
+ * the network is back, as before. */
+const NETWORK_DOWN_MS = 5000;
+let networkDownAt = 0;
+
+function networkFailed() {
+  networkDownAt = Date.now();
+}
+
+function networkAnswered() {
+  networkDownAt = 0;
+}
+
+function networkRecentlyDown() {
+  return (self.navigator && self.navigator.onLine === false) || Date.now() - networkDownAt < NETWORK_DOWN_MS;
+}
+
+/* Each cache opened once per worker start (every open is a round trip to the browser
+ * process); deleting a cache drops its entry. */
+const opened = new Map();
+
+function openCache(name) {
+  let p = opened.get(name);
+  if (!p) {
+    p = caches.open(name);
+    opened.set(name, p);
+    p.catch(() => opened.delete(name));
+  }
+  return p;
+}
+
+function deleteCache(name) {
+  opened.delete(name);
+  return caches.delete(name);
+}
+
 function scopeUrl(path) {
   return new URL(path, self.registration.scope).href;
 }
@@ -60,7 +102,7 @@ let versionRead = null;
 function currentVersion() {
   if (!versionRead) {
     versionRead = (async () => {
-      const meta = await caches.open(META_CACHE);
+      const meta = await openCache(META_CACHE);
       const r = await meta.match(META_KEY);
       return r ? r.text() : null;
     })();
@@ -72,13 +114,13 @@ function currentVersion() {
 }
 
 async function setCurrentVersion(version) {
-  const meta = await caches.open(META_CACHE);
+  const meta = await openCache(META_CACHE);
   await meta.put(META_KEY, new Response(version, { headers: { 'Content-Type': 'text/plain' } }));
   versionRead = Promise.resolve(version);
 }
 
 async function fetchManifest() {
-  const r = await fetch(scopeUrl('precache.json'), { cache: 'no-store' });
+  const r = await networkFetch(scopeUrl('precache.json'), { cache: 'no-store' });
   if (!r.ok) throw new Error('precache.json: HTTP ' + r.status);
   const m = await r.json();
   if (typeof m.version !== 'string' || !Array.isArray(m.files)) {
@@ -90,13 +132,13 @@ async function fetchManifest() {
 /* Download every shell file of `manifest` into its own cache, then switch to it. */
 async function installVersion(manifest) {
   const name = SHELL_PREFIX + manifest.version;
-  const cache = await caches.open(name);
+  const cache = await openCache(name);
   // `reload` bypasses the HTTP cache so a new version never mixes in old bytes.
   await cache.addAll(manifest.files.map((f) => new Request(scopeUrl(f), { cache: 'reload' })));
   await setCurrentVersion(manifest.version);
   await deleteOldShells(name);
   // Files cached on the fly belonged to the old version.
-  await caches.delete(RUNTIME_SHELL);
+  await deleteCache(RUNTIME_SHELL);
   return manifest.version;
 }
 
@@ -105,7 +147,7 @@ async function deleteOldShells(keep) {
   await Promise.all(
     names
       .filter((n) => n.startsWith(SHELL_PREFIX) && n !== keep && n !== RUNTIME_SHELL)
-      .map((n) => caches.delete(n)),
+      .map((n) => deleteCache(n)),
   );
 }
 
@@ -154,12 +196,24 @@ self.addEventListener('activate', (event) => {
       await Promise.all(
         names
           .filter((n) => n.startsWith('edetail-bundles-') && n !== BUNDLE_CACHE)
-          .map((n) => caches.delete(n)),
+          .map((n) => deleteCache(n)),
       );
       await self.clients.claim();
     })(),
   );
 });
+
+/* fetch(), noting whether the network answered (see networkDownAt). */
+async function networkFetch(req, init) {
+  try {
+    const r = await fetch(req, init);
+    networkAnswered();
+    return r;
+  } catch (e) {
+    networkFailed();
+    throw e;
+  }
+}
 
 function withTimeout(promise, ms) {
   return new Promise((resolve, reject) => {
@@ -288,7 +342,7 @@ async function verifiedRange(event, cache, key, range) {
 /* Content-addressed asset: cache-first, stored forever (only once verified). */
 async function assetResponse(event) {
   const req = event.request;
-  const cache = await caches.open(BUNDLE_CACHE);
+  const cache = await openCache(BUNDLE_CACHE);
   const key = keyOf(req);
   const cached = await cache.match(key);
   const range = req.headers.get('range');
@@ -305,7 +359,7 @@ async function assetResponse(event) {
 /* {type: "edetail-cache", urls}: cache bundle files and assets a page fetched before
  * this worker controlled it. */
 async function cacheUrls(urls, clientId) {
-  const cache = await caches.open(BUNDLE_CACHE);
+  const cache = await openCache(BUNDLE_CACHE);
   for (const u of urls) {
     let url;
     try {
@@ -365,20 +419,30 @@ async function rangeResponse(full, range) {
   return new Response(blob.slice(start, end + 1), { status: 206, statusText: 'Partial Content', headers });
 }
 
-/* bundle.json / bundle.sha256: network-first with timeout, cache fallback. */
+/* bundle.json / bundle.sha256 / bundle.sig / trusted-keys.json: network-first with
+ * timeout, cache fallback (looked up meanwhile); straight from the cache while the
+ * network is known to be down (networkRecentlyDown). */
 async function bundleMetaResponse(event) {
   const req = event.request;
-  const cache = await caches.open(BUNDLE_CACHE);
+  const key = keyOf(req);
+  const cachedP = openCache(BUNDLE_CACHE).then((cache) => cache.match(key));
+  cachedP.catch(() => {});
+  if (networkRecentlyDown()) {
+    const cached = await cachedP.catch(() => null);
+    if (cached) return cached;
+  }
   try {
-    const r = await withTimeout(fetch(req), NETWORK_TIMEOUT_MS);
+    const r = await withTimeout(networkFetch(req), NETWORK_TIMEOUT_MS);
     if (r.ok && r.status === 200) {
-      event.waitUntil(cache.put(keyOf(req), r.clone()));
+      const copy = r.clone(); // now: the page consumes `r` as soon as it is returned
+      event.waitUntil(openCache(BUNDLE_CACHE).then((cache) => cache.put(key, copy)));
       return r;
     }
-    const cached = await cache.match(keyOf(req));
+    const cached = await cachedP;
     return cached || r;
   } catch (e) {
-    const cached = await cache.match(keyOf(req));
+    if (e && e.message === 'timeout') networkFailed();
+    const cached = await cachedP;
     if (cached) return cached;
     throw e;
   }
@@ -391,15 +455,15 @@ async function shellResponse(event) {
   event.waitUntil(checkForUpdate());
   const v = await currentVersion();
   if (v) {
-    const shell = await caches.open(SHELL_PREFIX + v);
+    const shell = await openCache(SHELL_PREFIX + v);
     const hit =
       (await shell.match(req, { ignoreSearch: isNav })) ||
       (isNav ? (await shell.match(scopeUrl('index.html'))) || (await shell.match(scopeUrl('./'))) : null);
     if (hit) return hit;
   }
-  const runtime = await caches.open(RUNTIME_SHELL);
+  const runtime = await openCache(RUNTIME_SHELL);
   try {
-    const r = await withTimeout(fetch(req), NETWORK_TIMEOUT_MS);
+    const r = await withTimeout(networkFetch(req), NETWORK_TIMEOUT_MS);
     if (r.ok && r.status === 200 && r.type === 'basic') event.waitUntil(runtime.put(req, r.clone()));
     return r;
   } catch (e) {

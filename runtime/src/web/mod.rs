@@ -28,6 +28,20 @@ pub fn mark(name: &str) {
 
 pub fn start() {
     mark("edetail:start");
+    // boot.js is an `async` module script: it runs as soon as it and the wasm are in,
+    // without waiting for the stylesheet or the end of parsing. Its `<script>` comes
+    // after `<body>` and `#boot`, so both exist by now; should a page put it in
+    // `<head>`, mount once the parser is done.
+    let doc = dom::document();
+    if doc.body().is_none() {
+        let once = Closure::once_into_js(mount);
+        let _ = doc.add_event_listener_with_callback("DOMContentLoaded", once.unchecked_ref());
+        return;
+    }
+    mount();
+}
+
+fn mount() {
     let doc = dom::document();
     let root = doc.create_element("div").expect("div");
     root.set_id("app");

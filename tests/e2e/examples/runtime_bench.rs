@@ -97,16 +97,24 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 fn chromium() -> Result<Session> {
-    launch(
-        Browser::Chromium,
-        &LaunchOptions {
-            chromium_args: vec![
-                "--enable-precise-memory-info".into(),
-                "--js-flags=--expose-gc".into(),
-            ],
-        },
-    )
+    chromium_with(&[])
 }
+
+fn chromium_with(extra: &[String]) -> Result<Session> {
+    let mut chromium_args: Vec<String> = vec![
+        "--enable-precise-memory-info".into(),
+        "--js-flags=--expose-gc".into(),
+    ];
+    chromium_args.extend(extra.iter().cloned());
+    launch(Browser::Chromium, &LaunchOptions { chromium_args })
+}
+
+/// Trace categories of `--trace-sw`: main thread and service worker tasks, loading,
+/// and V8's wasm compilation and code cache (`v8.wasm.moduleCacheHit`,
+/// `v8.wasm.cachedModule`, `v8.wasm.compiledModule`).
+const TRACE_CATEGORIES: &str = "toplevel,devtools.timeline,disabled-by-default-devtools.timeline,loading,ServiceWorker,v8,v8.wasm,disabled-by-default-v8.wasm.detailed,v8.execute,blink,blink.user_timing,navigation";
+/// How long `--trace-sw` traces the browser of the SW-cache loads (from its launch).
+const TRACE_SECONDS: u64 = 20;
 
 /// Where the first slide's time went: resource timing and the runtime's marks (ms from
 /// navigation start; NaN when missing).
@@ -118,6 +126,8 @@ const BREAKDOWN: &str = "const r = (re) => performance.getEntriesByType('resourc
     start: m('edetail:start'), sha_start: h ? h.startTime : null, bundle_start: b ? b.startTime : null,
     bundle_end: b ? b.responseEnd : null, loaded: m('edetail:loaded'), slide: m('edetail:first-slide'),
     dom: window.__bench ? window.__bench.slide : null, painted: window.__bench ? window.__bench.painted : null,
+    res: Object.fromEntries(performance.getEntriesByType('resource').concat(nav ? [nav] : []).map(e => [e.name.split('?')[0].split('/').pop() || 'index.html',
+      { start: e.startTime, worker: e.workerStart || null, src: e.workerFinalSourceType || e.workerMatchedSourceType || null, conn: e.connectEnd, req: e.requestStart, resp: e.responseStart, end: e.responseEnd }])),
     marks: Object.fromEntries(performance.getEntriesByType('mark').filter(e => e.name.startsWith('edetail:')).reverse().map(e => [e.name, e.startTime])),
     shell_bytes: (nav ? nav.encodedBodySize : 0) + performance.getEntriesByType('resource')
       .filter(e => /(boot\\.js|edetail_runtime\\.js|edetail_runtime_bg\\.wasm|style\\.css)$/.test(e.name))
@@ -198,6 +208,49 @@ fn report_breakdown(title: &str, runs: &[Value]) {
         } else {
             println!("  {what:<48} {:8.1}", median(&mut v));
         }
+    }
+    // Per resource: when it was requested, when the service worker's fetch event ran
+    // (0: none), the first byte and the last.
+    let mut files: Vec<String> = runs
+        .iter()
+        .filter_map(|r| r["res"].as_object())
+        .flat_map(|m| m.keys().cloned())
+        .collect();
+    files.sort();
+    files.dedup();
+    let mut rows: Vec<(f64, String)> = files
+        .into_iter()
+        .map(|f| {
+            let med = |k: &str| {
+                let mut v: Vec<f64> = runs
+                    .iter()
+                    .filter_map(|r| r["res"][&f][k].as_f64())
+                    .collect();
+                median(&mut v)
+            };
+            (
+                med("start"),
+                format!(
+                    "  {:<32} start {:6.1}  sw {:6.1}  connected {:6.1}  req {:6.1}  first byte {:6.1}  end {:6.1}{}",
+                    f,
+                    med("start"),
+                    med("worker"),
+                    med("conn"),
+                    med("req"),
+                    med("resp"),
+                    med("end"),
+                    // Where a service worker's static router sent it (Chromium).
+                    runs.iter()
+                        .find_map(|r| r["res"][&f]["src"].as_str())
+                        .map(|src| format!("  router: {src}"))
+                        .unwrap_or_default()
+                ),
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (_, r) in rows {
+        println!("{r}");
     }
     // The runtime's other `edetail:*` marks, by median.
     let known = ["edetail:start", "edetail:loaded", "edetail:first-slide"];
@@ -434,9 +487,60 @@ fn main() -> Result<()> {
         println!("profiled cold start: first slide in DOM at {d:.1} ms");
         print_profile("a cold start", &p["profile"], 30);
     }
+    // `--screenshot FILE`: a PNG of the first slide after one more cold start.
+    if let Some(file) = args
+        .iter()
+        .position(|a| a == "--screenshot")
+        .and_then(|i| args.get(i + 1))
+    {
+        let s = chromium()?;
+        s.wd.set_viewport(1024, 768)?;
+        first_slide(&s, &url, false)?;
+        // Let the entrance animations finish.
+        std::thread::sleep(Duration::from_millis(800));
+        std::fs::write(file, s.wd.screenshot()?)?;
+        println!("first slide screenshot: {file}");
+    }
+    // `--trace-cold FILE`: one more cold start, traced like `--trace-sw`.
+    if let Some(file) = args
+        .iter()
+        .position(|a| a == "--trace-cold")
+        .and_then(|i| args.get(i + 1))
+    {
+        let launched = std::time::Instant::now();
+        let secs = 6;
+        let s = chromium_with(&[
+            format!("--trace-startup={TRACE_CATEGORIES}"),
+            format!("--trace-startup-file={file}"),
+            format!("--trace-startup-duration={secs}"),
+            "--trace-startup-format=json".into(),
+        ])?;
+        s.wd.set_viewport(1024, 768)?;
+        let (d, _, _) = first_slide(&s, &url, false)?;
+        if let Some(left) = Duration::from_secs(secs + 3).checked_sub(launched.elapsed()) {
+            std::thread::sleep(left);
+        }
+        println!("traced cold start: first slide in DOM at {d:.1} ms, trace in {file}");
+    }
     // 1b. From the SW cache: install, one online reload (bundle through the SW), then
     // the server goes away and every measured load comes from the caches.
-    let s = chromium()?;
+    // `--trace-sw FILE`: a Chromium trace (JSON, for chrome://tracing or Perfetto) of
+    // this browser's first TRACE_SECONDS: the install, the online reload and the
+    // SW-cache loads (use few runs).
+    let trace = args
+        .iter()
+        .position(|a| a == "--trace-sw")
+        .and_then(|i| args.get(i + 1));
+    let launched = std::time::Instant::now();
+    let s = match trace {
+        Some(file) => chromium_with(&[
+            format!("--trace-startup={TRACE_CATEGORIES}"),
+            format!("--trace-startup-file={file}"),
+            format!("--trace-startup-duration={TRACE_SECONDS}"),
+            "--trace-startup-format=json".into(),
+        ])?,
+        None => chromium()?,
+    };
     s.wd.set_viewport(1024, 768)?;
     first_slide(&s, &url, false)?;
     let (mut sw_dom, mut sw_paint, mut sw_fcp, mut sw_parts) = (vec![], vec![], vec![], vec![]);
@@ -467,6 +571,13 @@ fn main() -> Result<()> {
             sw_parts.push(s.wd.js(BREAKDOWN, vec![])?);
         }
         site.start()?;
+    }
+    if let Some(file) = trace {
+        let end = Duration::from_secs(TRACE_SECONDS + 3);
+        if let Some(left) = end.checked_sub(launched.elapsed()) {
+            std::thread::sleep(left);
+        }
+        println!("trace of the SW-cache browser written to {file}");
     }
 
     println!();

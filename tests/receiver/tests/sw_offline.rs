@@ -27,7 +27,12 @@ struct Network {
 
 impl Network {
     fn new(upstream: std::net::SocketAddr) -> Network {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Network::on_port(upstream, 0)
+    }
+
+    /// The network back on the same port (same origin for the browser) after `cut()`.
+    fn on_port(upstream: std::net::SocketAddr, port: u16) -> Network {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
@@ -545,6 +550,75 @@ fn tampered_assets_are_not_cached_and_reported() {
         v,
         json!(["200:0123456789", "failed"]),
         "the verified asset is cached, the tampered one is not ({browser})"
+    );
+    drop(d);
+    receiver.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Bundle meta files are network-first, so a republished bundle is picked up online; for
+/// 5 s after the worker's last request failed to reach the network they come straight
+/// from the cache (an offline start then costs one failed attempt, not one per file).
+#[test]
+#[ignore = "needs a browser and WebDriver: runtime/run-wasm-tests.sh runs it"]
+fn bundle_meta_is_network_first_once_the_network_is_back() {
+    let browser = std::env::var("EDETAIL_BROWSER").unwrap_or_else(|_| "chrome".into());
+    let dir = site("meta");
+    let receiver = Receiver::start(Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        dir: Some(dir.join("www")),
+        out: dir.join("events.jsonl"),
+        token: None,
+    })
+    .unwrap();
+    let mut net = Network::new(receiver.addr());
+    let (base, port) = (net.url(), net.port);
+    let d = Driver::start(&browser);
+    d.goto(&format!("{base}/?deck=demo"));
+    let v = d.run(
+        "await window.swReady;
+         for (let i = 0; i < 100 && !navigator.serviceWorker.controller; i++) await new Promise(r => setTimeout(r, 50));
+         done(!!navigator.serviceWorker.controller);",
+    );
+    assert_eq!(v, json!(true), "the service worker controls the page");
+    let v = d.run("done(await load('/decks/demo/bundle.json'));");
+    assert_eq!(v, json!("200:{\"deck\":\"demo\"}"));
+    d.run("await new Promise(r => setTimeout(r, 300)); done(1);");
+
+    net.cut();
+    let v = d.run(
+        "done([await load('/decks/demo/bundle.json'), await load('/decks/demo/bundle.json')]);",
+    );
+    assert_eq!(
+        v,
+        json!(["200:{\"deck\":\"demo\"}", "200:{\"deck\":\"demo\"}"]),
+        "offline: from the cache ({browser})"
+    );
+    // Republished while offline; the network comes back.
+    write(
+        &dir.join("www"),
+        "decks/demo/bundle.json",
+        br#"{"deck":"demo","v":2}"#,
+    );
+    let _net = Network::on_port(receiver.addr(), port);
+    // Within 5 s of the failure: still the cached copy, without trying the network.
+    let v = d.run("done(await load('/decks/demo/bundle.json'));");
+    assert_eq!(
+        v,
+        json!("200:{\"deck\":\"demo\"}"),
+        "just after the outage ({browser})"
+    );
+    std::thread::sleep(Duration::from_millis(5500));
+    let v = d.run(
+        "done([await load('/decks/demo/bundle.json'), await load('/decks/demo/bundle.json')]);",
+    );
+    assert_eq!(
+        v,
+        json!([
+            "200:{\"deck\":\"demo\",\"v\":2}",
+            "200:{\"deck\":\"demo\",\"v\":2}"
+        ]),
+        "online again: the republished bundle ({browser})"
     );
     drop(d);
     receiver.stop();
