@@ -23,7 +23,9 @@
 //! of the synthetic one), `--no-cold`, `--no-sw`, `--no-walk`, `--profile`
 //! (a CPU profile of the walk through the DevTools protocol: top functions by self time;
 //! wasm function names need a build with names, `cargo xtask runtime --names`),
-//! `--profile-cold` (one more cold start, profiled the same way).
+//! `--profile-cold` (one more cold start, profiled the same way), `--trace-walk FILE`
+//! (every main-thread task of 50 slide changes, the browser's rendering included, from
+//! a Chromium trace: see `traced_walk`).
 //! Also printed: where the cold start goes (resource timing of the wasm and the bundle,
 //! and the runtime's `edetail:*` performance marks) and the load average before and
 //! after, since the machine may be shared.
@@ -611,6 +613,13 @@ fn main() -> Result<()> {
         return Ok(());
     }
 
+    if let Some(file) = args
+        .iter()
+        .position(|a| a == "--trace-walk")
+        .and_then(|i| args.get(i + 1))
+    {
+        traced_walk(&url, file, 50.min(flow.saturating_sub(1)))?;
+    }
     // 2 + 3. The walk, in the same browser (online again).
     first_slide(&s, &url, true)?;
     player::enter(&s.wd, "")?;
@@ -767,5 +776,160 @@ fn main() -> Result<()> {
         print_profile("the walk", &p["profile"], 25);
     }
     println!("load average before: {load_before}, after: {}", loadavg());
+    Ok(())
+}
+
+/// `--trace-walk FILE`: all the main-thread work of a slide change, the browser's
+/// included. A fresh Chromium, traced (`--trace-startup`, JSON in FILE), presents the
+/// deck and turns `changes` slides one at a time, 450 ms apart (each change's
+/// transition is over before the next key), the ArrowRight keys dispatched by the page
+/// itself (no WebDriver script or input injection during the walk). Per change, from the trace: the durations of the page's main-thread tasks
+/// that start within 400 ms of the change's `keydown` (its input task, the player's
+/// handler and Yew render, every frame's style, layout and paint, timers), in all and
+/// by kind. Prints the medians.
+fn traced_walk(url: &str, file: &str, changes: usize) -> Result<()> {
+    const SECS: u64 = 45;
+    let launched = std::time::Instant::now();
+    let s = chromium_with(&[
+        "--trace-startup=toplevel,devtools.timeline,disabled-by-default-devtools.timeline,blink.user_timing"
+            .into(),
+        format!("--trace-startup-file={file}"),
+        format!("--trace-startup-duration={SECS}"),
+        "--trace-startup-format=json".into(),
+    ])?;
+    s.wd.set_viewport(1024, 768)?;
+    first_slide(&s, url, false)?;
+    player::enter(&s.wd, "")?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let wd = &s.wd;
+    // The keys are dispatched by the page itself (a timer every 450 ms), so neither
+    // WebDriver's scripts nor its input injection run during the walk.
+    let turned = wd.js_async(
+        "const [n, done] = [arguments[0], arguments[arguments.length - 1]];
+         const cur = () => { const e = document.querySelector('.slide.is-current'); return e && e.dataset.slideId; };
+         let changes = 0, presses = 0, last = cur();
+         const tick = () => {
+           const now = cur();
+           if (now !== last) { changes++; last = now; }
+           if (changes >= n || presses > 3 * n) { done(changes); return; }
+           presses++;
+           performance.mark('edetail-walk-key');
+           window.dispatchEvent(new KeyboardEvent('keydown', { key: 'ArrowRight', code: 'ArrowRight', bubbles: true }));
+           setTimeout(tick, 450);
+         };
+         tick();",
+        vec![serde_json::json!(changes)],
+    )?;
+    if turned.as_u64() != Some(changes as u64) {
+        bail!("--trace-walk: {turned} of {changes} slide changes");
+    }
+    if launched.elapsed() > Duration::from_secs(SECS - 2) {
+        bail!("--trace-walk: the walk outlasted the trace's {SECS} s");
+    }
+    if let Some(left) = Duration::from_secs(SECS + 3).checked_sub(launched.elapsed()) {
+        std::thread::sleep(left);
+    }
+    drop(s);
+    let text = std::fs::read_to_string(file).with_context(|| format!("read {file}"))?;
+    let doc: Value = serde_json::from_str(&text).context("trace JSON")?;
+    let events = doc["traceEvents"]
+        .as_array()
+        .or_else(|| doc.as_array())
+        .context("no traceEvents")?;
+    // The page's main thread: the CrRendererMain of the process with the walk's marks.
+    let marks: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["name"] == "edetail-walk-key")
+        .collect();
+    let pid = marks
+        .first()
+        .and_then(|e| e["pid"].as_i64())
+        .context("no walk marks in the trace")?;
+    let tid = events
+        .iter()
+        .find(|e| {
+            e["ph"] == "M"
+                && e["name"] == "thread_name"
+                && e["pid"].as_i64() == Some(pid)
+                && e["args"]["name"] == "CrRendererMain"
+        })
+        .and_then(|e| e["tid"].as_i64())
+        .context("no renderer main thread")?;
+    let mut starts: Vec<f64> = marks.iter().filter_map(|e| e["ts"].as_f64()).collect();
+    starts.sort_by(f64::total_cmp);
+    starts.dedup();
+    let on_main: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e["pid"].as_i64() == Some(pid) && e["tid"].as_i64() == Some(tid) && e["ph"] == "X"
+        })
+        .collect();
+    let kind = |name: &str| -> Option<&'static str> {
+        Some(match name {
+            "ThreadControllerImpl::RunTask" | "RunTask" => "task",
+            "UpdateLayoutTree" | "RecalculateStyles" => "style",
+            "Layout" => "layout",
+            "PrePaint" | "Paint" | "PaintImage" | "Layerize" | "UpdateLayer"
+            | "CompositeLayers" | "Commit" => "paint",
+            "FunctionCall" | "EventDispatch" | "TimerFire" | "FireAnimationFrame"
+            | "RunMicrotasks" | "v8.callFunction" => "script",
+            _ => return None,
+        })
+    };
+    // Per change: sums by kind of events starting within 400 ms of its keydown.
+    // `task` counts the outermost tasks (they contain the others); `script` the
+    // outermost script events.
+    let mut per: Vec<std::collections::BTreeMap<&'static str, f64>> =
+        vec![Default::default(); starts.len()];
+    let mut timed: Vec<(f64, f64, &'static str)> = on_main
+        .iter()
+        .filter_map(|e| {
+            let k = kind(e["name"].as_str().unwrap_or(""))?;
+            Some((e["ts"].as_f64()?, e["dur"].as_f64().unwrap_or(0.0), k))
+        })
+        .collect();
+    timed.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
+    let (mut script_end, mut task_end) = (f64::MIN, f64::MIN);
+    for (ts, dur, k) in timed {
+        // Outermost only: tasks nest (`ThreadControllerImpl::RunTask` > `RunTask`),
+        // and so do script events.
+        let end = match k {
+            "script" => Some(&mut script_end),
+            "task" => Some(&mut task_end),
+            _ => None,
+        };
+        if let Some(end) = end {
+            if ts < *end {
+                continue;
+            }
+            *end = ts + dur;
+        }
+        let Some(i) = starts.iter().rposition(|&t0| t0 <= ts + 50_000.0) else {
+            continue;
+        };
+        if ts >= starts[i] + 400_000.0 {
+            continue;
+        }
+        *per[i].entry(k).or_default() += dur / 1000.0;
+    }
+    println!();
+    println!(
+        "traced walk ({} changes, one every 450 ms; trace {file}): main-thread work within 400 ms of each change's keydown, medians:",
+        starts.len()
+    );
+    for k in ["task", "script", "style", "layout", "paint"] {
+        let mut v: Vec<f64> = per
+            .iter()
+            .map(|m| m.get(k).copied().unwrap_or(0.0))
+            .collect();
+        let label = match k {
+            "task" => "all main-thread tasks (budget 4 ms)",
+            "script" => "  of which script (input, handler, Yew)",
+            "style" => "  style recalculation",
+            "layout" => "  layout",
+            _ => "  paint, layerize, commit",
+        };
+        report(label, &mut v, if k == "task" { Some(4.0) } else { None });
+    }
     Ok(())
 }
