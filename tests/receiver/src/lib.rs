@@ -38,7 +38,7 @@ use edetail_format::ingest::{
     BatchError, BatchResponse, ErrorBody, EventResult, EventStatus, INGEST_PATH, MAX_BATCH_BYTES,
     decode_batch,
 };
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 /// How the receiver runs.
 #[derive(Debug, Clone)]
@@ -71,7 +71,7 @@ struct State {
 pub struct Receiver {
     addr: SocketAddr,
     state: Arc<State>,
-    shutdown: Option<oneshot::Sender<()>>,
+    shutdown: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -205,15 +205,25 @@ impl Receiver {
             faults: Mutex::new(Faults::default()),
         });
         let app = Router::new().fallback(handle).with_state(state.clone());
-        let (shutdown, stopped) = oneshot::channel::<()>();
+        let (shutdown, stopping) = watch::channel(false);
         let thread = std::thread::spawn(move || {
             rt.block_on(async {
+                let stop = |mut rx: watch::Receiver<bool>| async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                };
                 // Graceful shutdown stops accepting, closes idle (kept-alive) connections
-                // at once and the others once their answer is sent.
-                let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                });
-                let _ = tokio::time::timeout(STOP_GRACE, serve).await;
+                // at once and the others once their answer is sent…
+                let serve =
+                    axum::serve(listener, app).with_graceful_shutdown(stop(stopping.clone()));
+                // … or, for a request still arriving, once the grace period is over.
+                let grace = async {
+                    stop(stopping).await;
+                    tokio::time::sleep(STOP_GRACE).await;
+                };
+                tokio::select! {
+                    _ = serve => {}
+                    () = grace => {}
+                }
             });
             // Dropping the runtime drops whatever connection is left (a request still
             // arriving after the grace period): every socket is closed when this ends.
@@ -222,7 +232,7 @@ impl Receiver {
         Ok(Receiver {
             addr,
             state,
-            shutdown: Some(shutdown),
+            shutdown,
             thread: Some(thread),
         })
     }
@@ -260,9 +270,7 @@ impl Receiver {
     }
 
     fn shutdown(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        let _ = self.shutdown.send(true);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

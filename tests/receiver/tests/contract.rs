@@ -458,3 +458,14 @@ fn kept_alive_connection_never_hangs_across_a_restart() {
         .expect("answer from the restarted receiver");
     assert!(fresh.starts_with(b"HTTP/1.1 200"));
 }
+
+/// The receiver serves until it is stopped, however long that is (its stop has a grace
+/// period for requests in flight: that must not bound its life).
+#[test]
+fn serves_past_the_stop_grace_period() {
+    let d = tmp("longlived");
+    let r = start(&d, None);
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let health = http(&r, "GET", "/__receiver/health", &[], b"");
+    assert_eq!((health.status, &health.body[..]), (200, &b"ok"[..]));
+}
