@@ -13,23 +13,32 @@
 //!   requests with that status (and `Retry-After`), storing nothing.
 //! - `GET /__receiver/health`: `ok`.
 //! - Any other `GET`/`HEAD`: a static file under the configured directory (with
-//!   `index.html` for directories and single `Range` support for media).
+//!   `index.html` for directories, single `Range` support for media, and the build's
+//!   precompressed `<file>.gz` for clients that accept gzip).
+//!
+//! It runs axum on its own tokio runtime; [`Receiver::stop`] returns once every
+//! connection is closed, kept-alive ones included, so a receiver restarted on the same
+//! port (a network outage in a test) never leaves a browser's request unanswered.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State as Shared};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
 use edetail_format::ingest::{
     BatchError, BatchResponse, ErrorBody, EventResult, EventStatus, INGEST_PATH, MAX_BATCH_BYTES,
     decode_batch,
 };
-use tiny_http::{Header, Method, Request, Response, Server, StatusCode};
+use tokio::sync::watch;
 
 /// How the receiver runs.
 #[derive(Debug, Clone)]
@@ -62,9 +71,19 @@ struct State {
 pub struct Receiver {
     addr: SocketAddr,
     state: Arc<State>,
-    server: Arc<Server>,
-    stop: Arc<AtomicBool>,
-    workers: Vec<JoinHandle<()>>,
+    shutdown: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// How long a stop waits for requests in flight before cutting their connections.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// A request, body read, as the (blocking) handlers see it.
+struct Req {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
 }
 
 fn now_ms() -> i64 {
@@ -74,27 +93,43 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn header(name: &str, value: &str) -> Header {
-    // Only ASCII names/values are built here; an invalid one is a bug in this file.
-    Header::from_bytes(name.as_bytes(), value.as_bytes())
-        .unwrap_or_else(|_| Header::from_bytes(&b"X-Invalid"[..], &b"1"[..]).expect("static"))
-}
-
-fn cors(mut r: Response<io::Cursor<Vec<u8>>>) -> Response<io::Cursor<Vec<u8>>> {
-    r.add_header(header("Access-Control-Allow-Origin", "*"));
-    r.add_header(header("Access-Control-Expose-Headers", "Retry-After"));
+fn reply(status: u16, body: impl Into<Body>) -> Response {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r
 }
 
-fn json(status: u16, body: String) -> Response<io::Cursor<Vec<u8>>> {
-    cors(
-        Response::from_string(body)
-            .with_status_code(StatusCode(status))
-            .with_header(header("Content-Type", "application/json")),
-    )
+fn with_header(mut r: Response, name: &'static str, value: &str) -> Response {
+    // Only ASCII values are built here; an invalid one is a bug in this file.
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut().insert(name, v);
+    }
+    r
 }
 
-fn error(status: u16, code: &str, message: String) -> Response<io::Cursor<Vec<u8>>> {
+fn cors(r: Response) -> Response {
+    let r = with_header(r, "Access-Control-Allow-Origin", "*");
+    with_header(r, "Access-Control-Expose-Headers", "Retry-After")
+}
+
+/// A `200` plain-text answer (with CORS).
+fn text(body: &'static str) -> Response {
+    cors(with_header(
+        reply(200, body),
+        "Content-Type",
+        "text/plain; charset=UTF-8",
+    ))
+}
+
+fn json(status: u16, body: String) -> Response {
+    cors(with_header(
+        reply(status, body),
+        "Content-Type",
+        "application/json",
+    ))
+}
+
+fn error(status: u16, code: &str, message: String) -> Response {
     let body = ErrorBody {
         error: code.into(),
         message,
@@ -145,46 +180,60 @@ pub fn read_events(out: &Path) -> io::Result<Vec<serde_json::Value>> {
 }
 
 impl Receiver {
-    /// Bind and start serving on background threads.
+    /// Bind and start serving on a background thread.
     pub fn start(cfg: Config) -> io::Result<Receiver> {
         let seen = load_ids(&cfg.out)?;
         let out = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&cfg.out)?;
-        let server = Server::http(cfg.addr).map_err(io::Error::other)?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| io::Error::other("not an IP listener"))?;
-        let server = Arc::new(server);
+        let listener = std::net::TcpListener::bind(cfg.addr)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let listener = {
+            let _in_rt = rt.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
         let state = Arc::new(State {
             cfg,
             seen: Mutex::new(seen),
             out: Mutex::new(out),
             faults: Mutex::new(Faults::default()),
         });
-        let stop = Arc::new(AtomicBool::new(false));
-        let workers: Vec<JoinHandle<()>> = (0..4)
-            .map(|_| {
-                let (server, state, stop) = (server.clone(), state.clone(), stop.clone());
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::SeqCst) {
-                        match server.recv_timeout(Duration::from_millis(200)) {
-                            Ok(Some(req)) => handle(&state, req),
-                            Ok(None) => {}
-                            Err(_) => break,
-                        }
-                    }
-                })
-            })
-            .collect();
+        let app = Router::new().fallback(handle).with_state(state.clone());
+        let (shutdown, stopping) = watch::channel(false);
+        let thread = std::thread::spawn(move || {
+            rt.block_on(async {
+                let stop = |mut rx: watch::Receiver<bool>| async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                };
+                // Graceful shutdown stops accepting, closes idle (kept-alive) connections
+                // at once and the others once their answer is sent…
+                let serve =
+                    axum::serve(listener, app).with_graceful_shutdown(stop(stopping.clone()));
+                // … or, for a request still arriving, once the grace period is over.
+                let grace = async {
+                    stop(stopping).await;
+                    tokio::time::sleep(STOP_GRACE).await;
+                };
+                tokio::select! {
+                    _ = serve => {}
+                    () = grace => {}
+                }
+            });
+            // Dropping the runtime drops whatever connection is left (a request still
+            // arriving after the grace period): every socket is closed when this ends.
+            drop(rt);
+        });
         Ok(Receiver {
             addr,
             state,
-            server,
-            stop,
-            workers,
+            shutdown,
+            thread: Some(thread),
         })
     }
 
@@ -213,16 +262,17 @@ impl Receiver {
         read_events(&self.state.cfg.out)
     }
 
-    /// Stop serving and wait for the worker threads.
+    /// Stop serving: returns once the listener and every connection (kept-alive ones
+    /// included) are closed, so a receiver restarted on the same port gets every new
+    /// request.
     pub fn stop(mut self) {
         self.shutdown();
     }
 
     fn shutdown(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.server.unblock();
-        for w in self.workers.drain(..) {
-            let _ = w.join();
+        let _ = self.shutdown.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
@@ -233,40 +283,56 @@ impl Drop for Receiver {
     }
 }
 
-fn handle(state: &State, mut req: Request) {
-    let url = req.url().to_owned();
-    let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
-    let path = path.to_owned();
-    let query = query.to_owned();
-    let resp = match (req.method(), path.as_str()) {
-        (Method::Options, _) => cors(
-            Response::from_string("")
-                .with_status_code(StatusCode(204))
-                .with_header(header("Access-Control-Allow-Methods", "GET, POST, OPTIONS"))
-                .with_header(header(
-                    "Access-Control-Allow-Headers",
-                    "Authorization, Content-Type, Content-Encoding",
-                ))
-                .with_header(header("Access-Control-Max-Age", "600")),
-        ),
-        (Method::Post, p) if p == INGEST_PATH => ingest(state, &mut req),
-        (Method::Post, "/__receiver/fail") => set_faults(state, &query),
-        (Method::Get, "/__receiver/events") => match read_events(&state.cfg.out) {
+/// Every request: the body is read here, the rest (file and fsync work) runs on the
+/// blocking pool.
+async fn handle(Shared(state): Shared<Arc<State>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(b) => b,
+        Err(e) => return error(400, "malformed", format!("could not read the body: {e}")),
+    };
+    let req = Req {
+        method: parts.method,
+        uri: parts.uri,
+        headers: parts.headers,
+        body,
+    };
+    tokio::task::spawn_blocking(move || respond(&state, &req))
+        .await
+        .unwrap_or_else(|_| reply(500, Body::empty()))
+}
+
+fn respond(state: &State, req: &Req) -> Response {
+    let path = req.uri.path();
+    let query = req.uri.query().unwrap_or("");
+    match (req.method.as_str(), path) {
+        ("OPTIONS", _) => {
+            let r = with_header(
+                text(""),
+                "Access-Control-Allow-Methods",
+                "GET, POST, OPTIONS",
+            );
+            let r = with_header(
+                r,
+                "Access-Control-Allow-Headers",
+                "Authorization, Content-Type, Content-Encoding",
+            );
+            let mut r = with_header(r, "Access-Control-Max-Age", "600");
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
+        ("POST", p) if p == INGEST_PATH => ingest(state, req),
+        ("POST", "/__receiver/fail") => set_faults(state, query),
+        ("GET", "/__receiver/events") => match read_events(&state.cfg.out) {
             Ok(ev) => json(200, serde_json::Value::Array(ev).to_string()),
             Err(e) => error(500, "unavailable", e.to_string()),
         },
-        (Method::Get, "/__receiver/health") => cors(Response::from_string("ok")),
-        (Method::Get | Method::Head, _) => {
-            let _ = serve_file(state, req, &path);
-            return;
+        ("GET", "/__receiver/health") => text("ok"),
+        ("GET" | "HEAD", _) => {
+            serve_file(state, req, path).unwrap_or_else(|_| reply(500, Body::empty()))
         }
-        _ => error(
-            405,
-            "method_not_allowed",
-            format!("{} {path}", req.method()),
-        ),
-    };
-    let _ = req.respond(resp);
+        (method, _) => error(405, "method_not_allowed", format!("{method} {path}")),
+    }
 }
 
 fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
@@ -277,7 +343,7 @@ fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn set_faults(state: &State, query: &str) -> Response<io::Cursor<Vec<u8>>> {
+fn set_faults(state: &State, query: &str) -> Response {
     let count = query_param(query, "count").and_then(|v| v.parse().ok());
     let status = query_param(query, "status")
         .map(|v| v.parse::<u16>().ok())
@@ -290,7 +356,7 @@ fn set_faults(state: &State, query: &str) -> Response<io::Cursor<Vec<u8>>> {
                 status,
                 retry_after: query_param(query, "retry_after").and_then(|v| v.parse().ok()),
             };
-            cors(Response::from_string("ok"))
+            text("ok")
         }
         _ => error(
             400,
@@ -300,14 +366,11 @@ fn set_faults(state: &State, query: &str) -> Response<io::Cursor<Vec<u8>>> {
     }
 }
 
-fn header_value<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.headers()
-        .iter()
-        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str())
+fn header_value<'a>(req: &'a Req, name: &str) -> Option<&'a str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn ingest(state: &State, req: &mut Request) -> Response<io::Cursor<Vec<u8>>> {
+fn ingest(state: &State, req: &Req) -> Response {
     if let Some(token) = &state.cfg.token {
         let ok = header_value(req, "authorization")
             .and_then(|v| v.strip_prefix("Bearer "))
@@ -325,11 +388,11 @@ fn ingest(state: &State, req: &mut Request) -> Response<io::Cursor<Vec<u8>>> {
             } else {
                 "unavailable"
             };
-            let mut r = error(f.status, code, "injected failure".into());
-            if let Some(s) = f.retry_after {
-                r.add_header(header("Retry-After", &s.to_string()));
-            }
-            return r;
+            let r = error(f.status, code, "injected failure".into());
+            return match f.retry_after {
+                Some(s) => with_header(r, "Retry-After", &s.to_string()),
+                None => r,
+            };
         }
     }
     let ct = header_value(req, "content-type").unwrap_or("");
@@ -345,11 +408,11 @@ fn ingest(state: &State, req: &mut Request) -> Response<io::Cursor<Vec<u8>>> {
     let limit = MAX_BATCH_BYTES as u64 + 1;
     let mut body = Vec::new();
     let read = if gzip {
-        flate2::read::GzDecoder::new(req.as_reader())
+        flate2::read::GzDecoder::new(&req.body[..])
             .take(limit)
             .read_to_end(&mut body)
     } else {
-        req.as_reader().take(limit).read_to_end(&mut body)
+        (&req.body[..]).take(limit).read_to_end(&mut body)
     };
     if let Err(e) = read {
         return error(400, "malformed", format!("could not read the body: {e}"));
@@ -485,41 +548,38 @@ fn parse_range(v: &str, size: u64) -> Option<(u64, u64)> {
     (start <= end && end < size).then_some((start, end))
 }
 
-fn serve_file(state: &State, req: Request, url_path: &str) -> io::Result<()> {
+fn serve_file(state: &State, req: &Req, url_path: &str) -> io::Result<Response> {
     let Some(root) = &state.cfg.dir else {
-        return req.respond(error(404, "not_found", url_path.into()));
+        return Ok(error(404, "not_found", url_path.into()));
     };
     let Some(path) = resolve(root, url_path) else {
-        return req.respond(error(404, "not_found", url_path.into()));
+        return Ok(error(404, "not_found", url_path.into()));
     };
     let mut file = File::open(&path)?;
     let size = file.metadata()?.len();
     let ct = content_type(&path);
-    let range = header_value(&req, "range").map(|r| parse_range(r, size));
-    let base = |r: Response<io::Cursor<Vec<u8>>>| {
-        cors(r)
-            .with_header(header("Content-Type", ct))
-            .with_header(header("Accept-Ranges", "bytes"))
-            .with_header(header("Cache-Control", "no-cache"))
+    let range = header_value(req, "range").map(|r| parse_range(r, size));
+    let base = |status: u16, body: Vec<u8>| {
+        let r = with_header(cors(reply(status, body)), "Content-Type", ct);
+        let r = with_header(r, "Accept-Ranges", "bytes");
+        with_header(r, "Cache-Control", "no-cache")
     };
     match range {
         Some(Some((start, end))) => {
             file.seek(SeekFrom::Start(start))?;
             let mut buf = vec![0; (end - start + 1) as usize];
             file.read_exact(&mut buf)?;
-            let r = base(Response::from_data(buf))
-                .with_status_code(StatusCode(206))
-                .with_header(header(
-                    "Content-Range",
-                    &format!("bytes {start}-{end}/{size}"),
-                ));
-            req.respond(r)
+            Ok(with_header(
+                base(206, buf),
+                "Content-Range",
+                &format!("bytes {start}-{end}/{size}"),
+            ))
         }
-        Some(None) => req.respond(
-            base(Response::from_data(Vec::new()))
-                .with_status_code(StatusCode(416))
-                .with_header(header("Content-Range", &format!("bytes */{size}"))),
-        ),
+        Some(None) => Ok(with_header(
+            base(416, Vec::new()),
+            "Content-Range",
+            &format!("bytes */{size}"),
+        )),
         None => {
             // The build's precompressed sibling (`cargo xtask runtime` writes `<file>.gz`)
             // goes to clients that accept gzip, as `edetail serve` does.
@@ -529,19 +589,14 @@ fn serve_file(state: &State, req: Request, url_path: &str) -> io::Result<()> {
             file.read_to_end(&mut buf)?;
             let mut gz = path.clone().into_os_string();
             gz.push(".gz");
-            if header_value(&req, "accept-encoding").is_some_and(accepts_gzip)
+            if header_value(req, "accept-encoding").is_some_and(accepts_gzip)
                 && let Ok(bytes) = std::fs::read(&gz)
                 && gzip_of(&bytes, &buf)
             {
-                return req.respond(
-                    base(Response::from_data(bytes))
-                        .with_header(header("Content-Encoding", "gzip"))
-                        .with_header(header("Vary", "Accept-Encoding")),
-                );
+                let r = with_header(base(200, bytes), "Content-Encoding", "gzip");
+                return Ok(with_header(r, "Vary", "Accept-Encoding"));
             }
-            req.respond(
-                base(Response::from_data(buf)).with_header(header("Vary", "Accept-Encoding")),
-            )
+            Ok(with_header(base(200, buf), "Vary", "Accept-Encoding"))
         }
     }
 }

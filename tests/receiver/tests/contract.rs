@@ -333,3 +333,139 @@ fn cors_preflight_and_static_files() {
     assert_eq!(http(&r, "GET", "/nope.js", &[], b"").status, 404);
     assert_eq!(http(&r, "DELETE", "/index.html", &[], b"").status, 405);
 }
+
+#[test]
+fn precompressed_siblings_only_when_accepted_and_current() {
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+    let d = tmp("precompressed");
+    std::fs::create_dir_all(d.join("www")).unwrap();
+    let js = b"console.log('hello hello hello hello');".repeat(10);
+    let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+    enc.write_all(&js).unwrap();
+    let gz = enc.finish().unwrap();
+    std::fs::write(d.join("www/app.js"), &js).unwrap();
+    std::fs::write(d.join("www/app.js.gz"), &gz).unwrap();
+    let r = start(&d, None);
+    let accept = [("Accept-Encoding", "gzip, deflate, br")];
+    let zipped = http(&r, "GET", "/app.js", &accept, b"");
+    assert_eq!(zipped.status, 200);
+    assert_eq!(zipped.header("Content-Encoding"), Some("gzip"));
+    assert_eq!(zipped.header("Vary"), Some("Accept-Encoding"));
+    assert_eq!(
+        zipped.header("Content-Type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert_eq!(zipped.header("Access-Control-Allow-Origin"), Some("*"));
+    assert_eq!(zipped.body, gz);
+    let plain = http(
+        &r,
+        "GET",
+        "/app.js",
+        &[("Accept-Encoding", "gzip;q=0")],
+        b"",
+    );
+    assert_eq!(plain.header("Content-Encoding"), None);
+    assert_eq!(plain.header("Vary"), Some("Accept-Encoding"));
+    assert_eq!(plain.body, js);
+    let head = http(&r, "HEAD", "/app.js", &[], b"");
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("Content-Length"), Some(&*js.len().to_string()));
+    assert!(head.body.is_empty());
+    // Edited after the build: the stale .gz is not sent.
+    std::fs::write(d.join("www/app.js"), b"edited").unwrap();
+    let stale = http(&r, "GET", "/app.js", &accept, b"");
+    assert_eq!(stale.header("Content-Encoding"), None);
+    assert_eq!(stale.body, b"edited");
+    let health = http(&r, "GET", "/__receiver/health", &[], b"");
+    assert_eq!((health.status, &health.body[..]), (200, &b"ok"[..]));
+    assert_eq!(
+        health.header("Content-Type"),
+        Some("text/plain; charset=UTF-8")
+    );
+}
+
+/// Reads one HTTP/1.1 response (head and `Content-Length` body) from a kept-alive
+/// connection: `Ok(None)` if the server closed it first.
+fn read_response(s: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if raw.len() >= split + 4 + len {
+                return Ok(Some(raw));
+            }
+        }
+        match s.read(&mut buf)? {
+            0 if raw.is_empty() => return Ok(None),
+            0 => panic!("connection closed mid-response"),
+            n => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// A browser keeps connections alive across a server restart: a request sent on one
+/// after the receiver stopped and a new one started on the same port must be answered
+/// or refused at once, never left hanging (tiny_http's stop left such connections
+/// open, reading requests nobody would answer).
+#[test]
+fn kept_alive_connection_never_hangs_across_a_restart() {
+    use std::io::ErrorKind;
+    use std::time::{Duration, Instant};
+    let d = tmp("keepalive");
+    let cfg = |addr| Config {
+        addr,
+        dir: None,
+        out: d.join("events.jsonl"),
+        token: None,
+    };
+    let r = Receiver::start(cfg("127.0.0.1:0".parse().unwrap())).expect("start");
+    let addr = r.addr();
+    let req = b"GET /__receiver/health HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(req).unwrap();
+    let first = read_response(&mut s).unwrap().expect("first answer");
+    assert!(first.starts_with(b"HTTP/1.1 200"));
+
+    r.stop();
+    let r = Receiver::start(cfg(addr)).expect("restart on the same port");
+    let t = Instant::now();
+    // Either the write or the read may see the closed connection.
+    let second = s.write_all(req).and_then(|()| read_response(&mut s));
+    match second {
+        Ok(Some(resp)) => assert!(resp.starts_with(b"HTTP/1.1 200")),
+        Ok(None) => {}
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            panic!(
+                "request on the kept-alive connection hung ({:?})",
+                t.elapsed()
+            )
+        }
+        Err(_) => {} // reset: the browser retries on a new connection
+    }
+    // A new connection reaches the new receiver.
+    let mut s = TcpStream::connect(r.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(req).unwrap();
+    let fresh = read_response(&mut s)
+        .unwrap()
+        .expect("answer from the restarted receiver");
+    assert!(fresh.starts_with(b"HTTP/1.1 200"));
+}
+
+/// The receiver serves until it is stopped, however long that is (its stop has a grace
+/// period for requests in flight: that must not bound its life).
+#[test]
+fn serves_past_the_stop_grace_period() {
+    let d = tmp("longlived");
+    let r = start(&d, None);
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let health = http(&r, "GET", "/__receiver/health", &[], b"");
+    assert_eq!((health.status, &health.body[..]), (200, &b"ok"[..]));
+}
