@@ -101,7 +101,8 @@ INSERT INTO sess (session_id, last_rx, dirty, frozen)
         // `rollup_total` holds the same sums over all days (written in the same
         // transactions), for queries without a day range or day grouping: a physician
         // filter then reads one row per (key, cohort) instead of one per day (the heap is
-        // not clustered: each row read is a page visit).
+        // not clustered: each row read is a page visit). `reach_cohort` is `reach`
+        // without the day, likewise.
         r#"
 CREATE TABLE rkey (
   id SERIAL PRIMARY KEY, metric TEXT NOT NULL, deck TEXT NOT NULL, version TEXT NOT NULL,
@@ -151,10 +152,16 @@ CREATE TABLE rollup_total (
   PRIMARY KEY (key, cohort));
 INSERT INTO rollup_total (key, cohort, n, s)
   SELECT key, cohort, SUM(n), SUM(s) FROM rollup GROUP BY key, cohort ORDER BY 1, 2;
+CREATE TABLE reach_cohort (
+  dv INTEGER NOT NULL, cohort INTEGER NOT NULL, hcp TEXT NOT NULL,
+  PRIMARY KEY (dv, cohort, hcp));
+INSERT INTO reach_cohort (dv, cohort, hcp)
+  SELECT DISTINCT dv, cohort, hcp FROM reach ORDER BY 1, 2, 3;
 ANALYZE rkey;
 ANALYZE cohort;
 ANALYZE rollup;
 ANALYZE rollup_total;
+ANALYZE reach_cohort;
 ANALYZE reach;
 "#,
     ),
@@ -715,6 +722,25 @@ async fn write_deltas(
             &[&dv, &cohort, &day, &hcp],
         )
         .await?;
+        // Without the day (in primary-key order).
+        let mut all: Vec<(i32, i32, &str)> = dv
+            .iter()
+            .zip(&cohort)
+            .zip(&hcp)
+            .map(|((a, b), c)| (*a, *b, *c))
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        let dv: Vec<i32> = all.iter().map(|e| e.0).collect();
+        let cohort: Vec<i32> = all.iter().map(|e| e.1).collect();
+        let hcp: Vec<&str> = all.iter().map(|e| e.2).collect();
+        tx.execute(
+            "INSERT INTO reach_cohort (dv, cohort, hcp)
+             SELECT * FROM UNNEST($1::int4[], $2::int4[], $3::text[])
+             ON CONFLICT DO NOTHING",
+            &[&dv, &cohort, &hcp],
+        )
+        .await?;
     }
     if !d.reach_total.is_empty() {
         let mut cols: [Vec<&str>; 4] = Default::default();
@@ -934,8 +960,8 @@ fn rollup_sql(metric: &str, f: &Filter, group: GroupBy) -> (String, Vec<Param>) 
 }
 
 /// Distinct physicians reached: from `reach_total` when only deck, version and channel
-/// are filtered (and the grouping has no day), else from `reach` (grain-1 cohorts, per
-/// day).
+/// are filtered (and the grouping has no day), else from `reach_cohort` (grain-1
+/// cohorts) without days, or `reach` (per day) with them.
 fn reach_sql(f: &Filter, group: GroupBy) -> (String, Vec<Param>) {
     if f.reach_total_suffices() && group != GroupBy::Day {
         let (w, p) = filter_sql(None, f, false);
@@ -952,6 +978,11 @@ fn reach_sql(f: &Filter, group: GroupBy) -> (String, Vec<Param>) {
         );
     }
     let (w, p) = super::sqlite::interned_where("reach", f, 1, "dv");
+    let table = if f.from_day.is_none() && f.to_day.is_none() && group != GroupBy::Day {
+        "reach_cohort"
+    } else {
+        "reach"
+    };
     let (cols, join) = match group {
         GroupBy::Day => ("CAST(r.day AS TEXT)", ""),
         GroupBy::Channel => ("c.channel", " JOIN cohort c ON c.id = r.cohort"),
@@ -960,7 +991,7 @@ fn reach_sql(f: &Filter, group: GroupBy) -> (String, Vec<Param>) {
     };
     (
         format!(
-            "SELECT {cols}, COUNT(DISTINCT r.hcp), CAST(0 AS BIGINT) FROM reach r{join}
+            "SELECT {cols}, COUNT(DISTINCT r.hcp), CAST(0 AS BIGINT) FROM {table} r{join}
              WHERE {w} GROUP BY {cols}"
         ),
         p,
