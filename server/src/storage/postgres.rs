@@ -101,8 +101,9 @@ INSERT INTO sess (session_id, last_rx, dirty, frozen)
         // `rollup_total` holds the same sums over all days (written in the same
         // transactions), for queries without a day range or day grouping: a physician
         // filter then reads one row per (key, cohort) instead of one per day (the heap is
-        // not clustered: each row read is a page visit). `reach_cohort` is `reach`
-        // without the day, likewise.
+        // not clustered: each row read is a page visit). `reach` rows are also kept under
+        // the grain-0 cohort of their channel (a day range without physician filters
+        // then reads one cohort); `reach_cohort` is the grain-1 `reach` without the day.
         r#"
 CREATE TABLE rkey (
   id SERIAL PRIMARY KEY, metric TEXT NOT NULL, deck TEXT NOT NULL, version TEXT NOT NULL,
@@ -119,6 +120,7 @@ INSERT INTO rkey (metric, deck, version, k1, k2)
 INSERT INTO cohort (grain, channel, territory, specialty, region, institution, segment)
   SELECT grain, channel, territory, specialty, region, institution, segment FROM rollup
   UNION SELECT 1, channel, territory, specialty, region, institution, segment FROM reach
+  UNION SELECT 0, channel, '*', '*', '*', '*', '*' FROM reach
   ORDER BY 1, 2, 3, 4, 5, 6, 7;
 CREATE TABLE rollup6 (
   key INTEGER NOT NULL, cohort INTEGER NOT NULL, day BIGINT NOT NULL,
@@ -144,6 +146,13 @@ INSERT INTO reach6 (dv, cohort, day, hcp)
     AND c.specialty = r.specialty AND c.region = r.region AND c.institution = r.institution
     AND c.segment = r.segment
   ORDER BY 1, 2, 3, 4;
+INSERT INTO reach6 (dv, cohort, day, hcp)
+  SELECT DISTINCT k.id, c.id, r.day, r.hcp FROM reach r
+  JOIN rkey k ON k.metric = 'reach' AND k.deck = r.deck AND k.version = r.version
+    AND k.k1 = '' AND k.k2 = ''
+  JOIN cohort c ON c.grain = 0 AND c.channel = r.channel AND c.territory = '*'
+    AND c.specialty = '*' AND c.region = '*' AND c.institution = '*' AND c.segment = '*'
+  ORDER BY 1, 2, 3, 4;
 DROP TABLE reach;
 ALTER TABLE reach6 RENAME TO reach;
 ALTER TABLE reach ADD PRIMARY KEY (dv, cohort, day, hcp);
@@ -156,7 +165,8 @@ CREATE TABLE reach_cohort (
   dv INTEGER NOT NULL, cohort INTEGER NOT NULL, hcp TEXT NOT NULL,
   PRIMARY KEY (dv, cohort, hcp));
 INSERT INTO reach_cohort (dv, cohort, hcp)
-  SELECT DISTINCT dv, cohort, hcp FROM reach ORDER BY 1, 2, 3;
+  SELECT DISTINCT r.dv, r.cohort, r.hcp FROM reach r JOIN cohort c ON c.id = r.cohort
+  WHERE c.grain = 1 ORDER BY 1, 2, 3;
 ANALYZE rkey;
 ANALYZE cohort;
 ANALYZE rollup;
@@ -505,17 +515,18 @@ impl Interned {
     }
 }
 
-/// The database ids of the keys and cohorts of `d` (by local index), interning those
+/// The database ids of the keys of `d` and of `coh` (by local index), interning those
 /// not cached: `INSERT ... ON CONFLICT DO NOTHING` (in a fixed order, so concurrent
 /// processes wait on each other's new rows in one order), then a `SELECT` (a new
 /// statement, so it sees rows another process committed meanwhile).
 async fn key_ids(
     tx: &tokio_postgres::Transaction<'_>,
     d: &rollup::Deltas,
+    coh: &[rollup::Cohort],
     cache: &SharedInterned,
     new: &mut NewIds,
 ) -> Result<(Vec<i32>, Vec<i32>), tokio_postgres::Error> {
-    let (mut keys, mut cohorts) = (vec![0; d.keys.len()], vec![0; d.cohorts.len()]);
+    let (mut keys, mut cohorts) = (vec![0; d.keys.len()], vec![0; coh.len()]);
     let (mut miss_k, mut miss_c) = (Vec::new(), Vec::new());
     {
         let c = cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -525,7 +536,7 @@ async fn key_ids(
                 None => miss_k.push(i),
             }
         }
-        for (i, h) in d.cohorts.iter().enumerate() {
+        for (i, h) in coh.iter().enumerate() {
             match c.cohorts.get(h) {
                 Some(id) => cohorts[i] = *id,
                 None => miss_c.push(i),
@@ -569,11 +580,11 @@ async fn key_ids(
         debug_assert_eq!(new.keys.len(), miss_k.len());
     }
     if !miss_c.is_empty() {
-        miss_c.sort_unstable_by(|a, b| d.cohorts[*a].cmp(&d.cohorts[*b]));
+        miss_c.sort_unstable_by(|a, b| coh[*a].cmp(&coh[*b]));
         let mut cols: [Vec<&str>; 6] = Default::default();
         let mut grain = Vec::with_capacity(miss_c.len());
         for i in &miss_c {
-            let h = &d.cohorts[*i];
+            let h = &coh[*i];
             grain.push(i64::from(h.grain));
             for (c, v) in cols.iter_mut().zip([
                 &h.channel,
@@ -612,7 +623,7 @@ async fn key_ids(
             let (i, id): (i64, i32) = (r.try_get(0)?, r.try_get(1)?);
             let ix = miss_c[i as usize - 1];
             cohorts[ix] = id;
-            new.cohorts.push((d.cohorts[ix].clone(), id));
+            new.cohorts.push((coh[ix].clone(), id));
         }
         debug_assert_eq!(new.cohorts.len(), miss_c.len());
     }
@@ -630,7 +641,39 @@ async fn write_deltas(
     if d.rollup.is_empty() && d.reach.is_empty() && d.reach_total.is_empty() {
         return Ok(());
     }
-    let (kid, cid) = key_ids(tx, d, cache, new).await?;
+    // Reach is also written under the grain-0 cohort of its channel (so a day range
+    // without physician filters reads one cohort, as rollups do): the cohorts of `d`
+    // plus any grain-0 cohort missing from them.
+    let mut coh = d.cohorts.clone();
+    let mut coarse: HashMap<String, u32> = coh
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| h.grain == 0)
+        .map(|(i, h)| (h.channel.clone(), i as u32))
+        .collect();
+    let mut reach_coarse = Vec::with_capacity(d.reach.len());
+    for (_, h, _, _) in &d.reach {
+        let ch = &d.cohorts[*h as usize].channel;
+        let i = match coarse.get(ch) {
+            Some(i) => *i,
+            None => {
+                let i = coh.len() as u32;
+                coh.push(rollup::Cohort {
+                    grain: 0,
+                    channel: ch.clone(),
+                    territory: "*".into(),
+                    specialty: "*".into(),
+                    region: "*".into(),
+                    institution: "*".into(),
+                    segment: "*".into(),
+                });
+                coarse.insert(ch.clone(), i);
+                i
+            }
+        };
+        reach_coarse.push(i);
+    }
+    let (kid, cid) = key_ids(tx, d, &coh, cache, new).await?;
     if !d.rollup.is_empty() {
         let mut exp: Vec<(i32, i32, i64, i64, i64)> = d
             .rollup
@@ -705,16 +748,18 @@ async fn write_deltas(
         }
     }
     if !d.reach.is_empty() {
-        let mut dv = Vec::with_capacity(d.reach.len());
-        let mut cohort = Vec::with_capacity(d.reach.len());
-        let mut day = Vec::with_capacity(d.reach.len());
-        let mut hcp = Vec::with_capacity(d.reach.len());
-        for (k, h, kd, who) in &d.reach {
-            dv.push(kid[*k as usize]);
-            cohort.push(cid[*h as usize]);
-            day.push(i64::from(*kd));
-            hcp.push(who.as_str());
+        // Grain 1 and grain 0, in primary-key order.
+        let mut rows: Vec<(i32, i32, i64, &str)> = Vec::with_capacity(2 * d.reach.len());
+        for ((k, h, kd, who), h0) in d.reach.iter().zip(&reach_coarse) {
+            rows.push((kid[*k as usize], cid[*h as usize], i64::from(*kd), who));
+            rows.push((kid[*k as usize], cid[*h0 as usize], i64::from(*kd), who));
         }
+        rows.sort_unstable();
+        rows.dedup();
+        let dv: Vec<i32> = rows.iter().map(|e| e.0).collect();
+        let cohort: Vec<i32> = rows.iter().map(|e| e.1).collect();
+        let day: Vec<i64> = rows.iter().map(|e| e.2).collect();
+        let hcp: Vec<&str> = rows.iter().map(|e| e.3).collect();
         tx.execute(
             "INSERT INTO reach (dv, cohort, day, hcp)
              SELECT * FROM UNNEST($1::int4[], $2::int4[], $3::int8[], $4::text[])
@@ -722,12 +767,11 @@ async fn write_deltas(
             &[&dv, &cohort, &day, &hcp],
         )
         .await?;
-        // Without the day (in primary-key order).
-        let mut all: Vec<(i32, i32, &str)> = dv
+        // Grain 1 without the day (in primary-key order).
+        let mut all: Vec<(i32, i32, &str)> = d
+            .reach
             .iter()
-            .zip(&cohort)
-            .zip(&hcp)
-            .map(|((a, b), c)| (*a, *b, *c))
+            .map(|(k, h, _, who)| (kid[*k as usize], cid[*h as usize], who.as_str()))
             .collect();
         all.sort_unstable();
         all.dedup();
@@ -961,7 +1005,8 @@ fn rollup_sql(metric: &str, f: &Filter, group: GroupBy) -> (String, Vec<Param>) 
 
 /// Distinct physicians reached: from `reach_total` when only deck, version and channel
 /// are filtered (and the grouping has no day), else from `reach_cohort` (grain-1
-/// cohorts) without days, or `reach` (per day) with them.
+/// cohorts) with physician filters and without days, or `reach` (per day; grain-1
+/// cohorts with physician filters, else the grain-0 cohort of each channel).
 fn reach_sql(f: &Filter, group: GroupBy) -> (String, Vec<Param>) {
     if f.reach_total_suffices() && group != GroupBy::Day {
         let (w, p) = filter_sql(None, f, false);
@@ -977,8 +1022,9 @@ fn reach_sql(f: &Filter, group: GroupBy) -> (String, Vec<Param>) {
             p,
         );
     }
-    let (w, p) = super::sqlite::interned_where("reach", f, 1, "dv");
-    let table = if f.from_day.is_none() && f.to_day.is_none() && group != GroupBy::Day {
+    let fine = f.needs_fine_grain();
+    let (w, p) = super::sqlite::interned_where("reach", f, i64::from(fine), "dv");
+    let table = if fine && f.from_day.is_none() && f.to_day.is_none() && group != GroupBy::Day {
         "reach_cohort"
     } else {
         "reach"
