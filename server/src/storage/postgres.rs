@@ -330,6 +330,12 @@ impl PgStore {
         // Dead peers are noticed by the kernel instead of hanging a connection forever.
         cfg.keepalives(true)
             .keepalives_idle(std::time::Duration::from_secs(30));
+        // Every query here is small: JIT compilation (triggered by cost estimates, which
+        // are large for tables without statistics) would only add latency.
+        let mut options = match cfg.get_options() {
+            Some(o) => format!("{o} -c jit=off"),
+            None => String::from("-c jit=off"),
+        };
         if let Some(s) = schema {
             if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || s.is_empty() {
                 return Err(StoreError::Unavailable(format!("bad schema name `{s}`")));
@@ -350,8 +356,9 @@ impl PgStore {
                 })?;
             drop(client);
             let _ = h.await;
-            cfg.options(format!("-c search_path={s}"));
+            options.push_str(&format!(" -c search_path={s}"));
         }
+        cfg.options(&options);
         let mgr = Manager::from_config(
             cfg,
             NoTls,
@@ -889,8 +896,14 @@ async fn close_sessions(
     let mut items: HashMap<String, Vec<SessionItem>> = HashMap::new();
     for r in tx
         .query(
+            // One index lookup per session whatever the planner's statistics say
+            // (`OFFSET 0` keeps the subquery per session): without statistics on
+            // `events` (no ANALYZE yet) `session_id = ANY($1)` is planned as a scan of
+            // the whole table at every close.
             &format!(
-                "SELECT {SESSION_ITEM_COLS} FROM events WHERE session_id = ANY($1) AND preview = 0"
+                "SELECT x.* FROM UNNEST($1::text[]) AS s(id) CROSS JOIN LATERAL
+                   (SELECT {SESSION_ITEM_COLS} FROM events
+                    WHERE session_id = s.id AND preview = 0 OFFSET 0) x"
             ),
             &[&ids],
         )
