@@ -1042,19 +1042,32 @@ fn reach_sql(f: &Filter, group: GroupBy) -> (String, Vec<Param>) {
     } else {
         "reach"
     };
-    let (cols, join) = match group {
-        GroupBy::Day => ("CAST(r.day AS TEXT)", ""),
-        GroupBy::Channel => ("c.channel", " JOIN cohort c ON c.id = r.cohort"),
-        GroupBy::Version => ("k.version", " JOIN rkey k ON k.id = r.dv"),
-        _ => ("k.deck", " JOIN rkey k ON k.id = r.dv"),
-    };
-    (
-        format!(
-            "SELECT {cols}, COUNT(DISTINCT r.hcp), CAST(0 AS BIGINT) FROM {table} r{join}
-             WHERE {w} GROUP BY {cols}"
+    // Distinct (cohort or deck version, physician) pairs first, then joined for their
+    // text: one join per pair instead of one per (pair, day).
+    let sql = match group {
+        GroupBy::Day => format!(
+            "SELECT CAST(r.day AS TEXT), COUNT(DISTINCT r.hcp), CAST(0 AS BIGINT)
+             FROM {table} r WHERE {w} GROUP BY r.day"
         ),
-        p,
-    )
+        GroupBy::Channel => format!(
+            "SELECT c.channel, COUNT(DISTINCT x.hcp), CAST(0 AS BIGINT) FROM
+               (SELECT DISTINCT r.cohort, r.hcp FROM {table} r WHERE {w}) x
+             JOIN cohort c ON c.id = x.cohort GROUP BY c.channel"
+        ),
+        g => {
+            let col = if g == GroupBy::Version {
+                "k.version"
+            } else {
+                "k.deck"
+            };
+            format!(
+                "SELECT {col}, COUNT(DISTINCT x.hcp), CAST(0 AS BIGINT) FROM
+                   (SELECT DISTINCT r.dv, r.hcp FROM {table} r WHERE {w}) x
+                 JOIN rkey k ON k.id = x.dv GROUP BY {col}"
+            )
+        }
+    };
+    (sql, p)
 }
 
 /// Apply the migrations up to version `upto` not applied yet.
