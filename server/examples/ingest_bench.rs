@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release -p edetail-server --example ingest_bench -- \
 //!     [--backend sqlite|postgres] [--events N] [--clients C] [--batch 100] [--queries Q]
-//!     [--dir PATH] [--from K]
+//!     [--dir PATH] [--from K] [--pg-keep]
 //! ```
 //!
 //! `--dir PATH` keeps the SQLite data directory (created if missing) instead of a
@@ -11,6 +11,8 @@
 //! timeline. Together they measure ingest into a large database without re-sending it
 //! every time: build a base once with `--events 10000000 --stop-at 9000000 --dir base`,
 //! copy it, and run `--events 10000000 --from 9000000 --dir copy` on each copy.
+//! `--pg-keep` keeps the PostgreSQL schema (`bench_<pid>`, printed) instead of dropping
+//! it, to inspect query plans.
 //!
 //! Runs the server as a child process (this same binary, `--serve-child`), so the
 //! reported RSS is the server's alone. C client threads send time-ordered UUIDv7
@@ -327,7 +329,9 @@ fn main() {
     // Graceful stop (SIGTERM), then clean up.
     let _ = Command::new("kill").arg(pid.to_string()).status();
     let _ = child.wait();
-    if backend == "postgres" {
+    if backend == "postgres" && args.iter().any(|a| a == "--pg-keep") {
+        println!("kept PostgreSQL schema {schema}");
+    } else if backend == "postgres" {
         let _ = Command::new("psql")
             .args([
                 "-h",

@@ -1272,7 +1272,12 @@ impl Store for SqliteStore {
 
 /// `r.key IN (...) AND r.cohort IN (...) [AND r.day ...]` over the interned schema:
 /// the rollup primary key (key, cohort, day) is then read by seeks, never scanned.
-fn interned_where(metric: &str, f: &Filter, grain: i64, dv: &str) -> (String, Vec<Param>) {
+pub(crate) fn interned_where(
+    metric: &str,
+    f: &Filter,
+    grain: i64,
+    dv: &str,
+) -> (String, Vec<Param>) {
     let mut p = vec![Param::Text(metric.to_string())];
     let mut k = String::from("SELECT id FROM rkey WHERE metric = ?");
     for (col, v) in [("deck", &f.deck), ("version", &f.version)] {
