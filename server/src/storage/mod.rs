@@ -425,3 +425,56 @@ pub async fn open(
         }
     }
 }
+
+/// The filters, groupings and metrics the migration tests of both backends query before
+/// and after a schema change (every figure must come out the same).
+#[cfg(test)]
+pub(crate) fn migration_cases() -> (Vec<Filter>, [GroupBy; 6], [&'static str; 5]) {
+    let filters = vec![
+        Filter::default(),
+        Filter {
+            deck: Some("d1".into()),
+            ..Default::default()
+        },
+        Filter {
+            deck: Some("d2".into()),
+            version: Some("2.0".into()),
+            channel: Some("remote".into()),
+            ..Default::default()
+        },
+        Filter {
+            deck: Some("d1".into()),
+            from_day: Some(20_001),
+            to_day: Some(20_003),
+            ..Default::default()
+        },
+        Filter {
+            deck: Some("d1".into()),
+            specialty: Some("GP".into()),
+            region: Some("Seoul".into()),
+            ..Default::default()
+        },
+        Filter {
+            territory: Some("T2".into()),
+            segment: Some("B".into()),
+            from_day: Some(20_002),
+            ..Default::default()
+        },
+        Filter {
+            territory: Some("".into()),
+            institution: Some("Inst A".into()),
+            channel: Some("mr_led".into()),
+            ..Default::default()
+        },
+    ];
+    let groups = [
+        GroupBy::Deck,
+        GroupBy::Version,
+        GroupBy::K1,
+        GroupBy::K1K2,
+        GroupBy::Day,
+        GroupBy::Channel,
+    ];
+    let metrics = ["view", "session", "dwell_hist", "reaction", "absent"];
+    (filters, groups, metrics)
+}

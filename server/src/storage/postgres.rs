@@ -1667,52 +1667,7 @@ mod tests {
             }
         }
         tx.commit().await.unwrap();
-        let filters = [
-            Filter::default(),
-            Filter {
-                deck: Some("d1".into()),
-                ..Default::default()
-            },
-            Filter {
-                deck: Some("d2".into()),
-                version: Some("2.0".into()),
-                channel: Some("remote".into()),
-                ..Default::default()
-            },
-            Filter {
-                deck: Some("d1".into()),
-                from_day: Some(20_001),
-                to_day: Some(20_003),
-                ..Default::default()
-            },
-            Filter {
-                deck: Some("d1".into()),
-                specialty: Some("GP".into()),
-                region: Some("Seoul".into()),
-                ..Default::default()
-            },
-            Filter {
-                territory: Some("T2".into()),
-                segment: Some("B".into()),
-                from_day: Some(20_002),
-                ..Default::default()
-            },
-            Filter {
-                territory: Some("".into()),
-                institution: Some("Inst A".into()),
-                channel: Some("mr_led".into()),
-                ..Default::default()
-            },
-        ];
-        let groups = [
-            GroupBy::Deck,
-            GroupBy::Version,
-            GroupBy::K1,
-            GroupBy::K1K2,
-            GroupBy::Day,
-            GroupBy::Channel,
-        ];
-        let metrics = ["view", "session", "dwell_hist", "reaction", "absent"];
+        let (filters, groups, metrics) = super::migration_cases();
         let mut before = Vec::new();
         for f in &filters {
             for g in groups {

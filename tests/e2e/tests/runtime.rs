@@ -571,6 +571,15 @@ fn delivery(s: &Session, reload: bool) -> Result<()> {
     Ok(())
 }
 
+/// The text of the refusal screen on the page.
+fn refusal_text(wd: &WebDriver) -> Result<String> {
+    let text = wd.js(
+        "return document.querySelector('[data-testid=refusal]').innerText",
+        vec![],
+    )?;
+    Ok(text.as_str().unwrap_or_default().to_string())
+}
+
 /// A server that accepts connections and never answers (lie-fi, a captive portal): a
 /// device token's catalog request gives up after 5 s when the device remembers its deck,
 /// which then opens; a first visit to a bundle on such a server shows the load screen
@@ -599,13 +608,9 @@ fn unanswering_server_does_not_hang_the_start(s: &Session) -> Result<()> {
         vec![edetail_e2e::webdriver::arg(&r)],
     )?;
     ensure!(reason == json!("load"), "refusal {reason}, want load");
-    let text = wd.js(
-        "return document.querySelector('[data-testid=refusal]').innerText",
-        vec![],
-    )?;
+    let text = refusal_text(wd)?;
     ensure!(
-        text.as_str()
-            .is_some_and(|t| t.contains("no answer within 15 s")),
+        text.contains("no answer within 15 s"),
         "the load screen does not say why: {text}"
     );
     ensure!(
@@ -678,13 +683,9 @@ fn expired_bundle_is_refused(s: &Session) -> Result<()> {
             "{name}: a slide is on screen behind the refusal"
         );
         if name == "expired" {
-            let text = wd.js(
-                "return document.querySelector('[data-testid=refusal]').innerText",
-                vec![],
-            )?;
+            let text = refusal_text(wd)?;
             ensure!(
-                text.as_str()
-                    .is_some_and(|t| t.contains("US-ZEN-2026-0077")),
+                text.contains("US-ZEN-2026-0077"),
                 "expiry screen lacks the approval code: {text}"
             );
         }
