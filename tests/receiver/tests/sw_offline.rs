@@ -310,6 +310,21 @@ fn good_asset() -> String {
     )
 }
 
+/// The browser to test (`EDETAIL_BROWSER`), a fresh site tagged `tag` and a receiver
+/// serving it.
+fn start(tag: &str) -> (String, PathBuf, Receiver) {
+    let browser = std::env::var("EDETAIL_BROWSER").unwrap_or_else(|_| "chrome".into());
+    let dir = site(tag);
+    let receiver = Receiver::start(Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        dir: Some(dir.join("www")),
+        out: dir.join("events.jsonl"),
+        token: None,
+    })
+    .unwrap();
+    (browser, dir, receiver)
+}
+
 /// Path of an asset whose bytes are not those its name promises.
 fn bad_asset() -> String {
     format!(
@@ -321,15 +336,7 @@ fn bad_asset() -> String {
 #[test]
 #[ignore = "needs a browser and WebDriver: runtime/run-wasm-tests.sh runs it"]
 fn shell_and_opened_bundle_work_with_the_server_gone() {
-    let browser = std::env::var("EDETAIL_BROWSER").unwrap_or_else(|_| "chrome".into());
-    let dir = site("offline");
-    let receiver = Receiver::start(Config {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        dir: Some(dir.join("www")),
-        out: dir.join("events.jsonl"),
-        token: None,
-    })
-    .unwrap();
+    let (browser, dir, receiver) = start("offline");
     let mut net = Network::new(receiver.addr());
     let base = net.url();
     let asset = good_asset();
@@ -389,15 +396,7 @@ fn shell_and_opened_bundle_work_with_the_server_gone() {
 #[test]
 #[ignore = "needs a browser and WebDriver: runtime/run-wasm-tests.sh runs it"]
 fn shell_updates_arrive_on_the_next_load() {
-    let browser = std::env::var("EDETAIL_BROWSER").unwrap_or_else(|_| "chrome".into());
-    let dir = site("update");
-    let receiver = Receiver::start(Config {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        dir: Some(dir.join("www")),
-        out: dir.join("events.jsonl"),
-        token: None,
-    })
-    .unwrap();
+    let (browser, dir, receiver) = start("update");
     let base = receiver.url();
     let d = Driver::start(&browser);
     d.goto(&format!("{base}/"));
@@ -456,15 +455,7 @@ fn shell_updates_arrive_on_the_next_load() {
 #[test]
 #[ignore = "needs a browser and WebDriver: runtime/run-wasm-tests.sh runs it"]
 fn first_visit_bundle_is_cached_for_an_offline_reload() {
-    let browser = std::env::var("EDETAIL_BROWSER").unwrap_or_else(|_| "chrome".into());
-    let dir = site("first");
-    let receiver = Receiver::start(Config {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        dir: Some(dir.join("www")),
-        out: dir.join("events.jsonl"),
-        token: None,
-    })
-    .unwrap();
+    let (browser, dir, receiver) = start("first");
     let mut net = Network::new(receiver.addr());
     let base = net.url();
     let asset = good_asset();
@@ -504,15 +495,7 @@ fn first_visit_bundle_is_cached_for_an_offline_reload() {
 #[test]
 #[ignore = "needs a browser and WebDriver: runtime/run-wasm-tests.sh runs it"]
 fn tampered_assets_are_not_cached_and_reported() {
-    let browser = std::env::var("EDETAIL_BROWSER").unwrap_or_else(|_| "chrome".into());
-    let dir = site("tampered");
-    let receiver = Receiver::start(Config {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        dir: Some(dir.join("www")),
-        out: dir.join("events.jsonl"),
-        token: None,
-    })
-    .unwrap();
+    let (browser, dir, receiver) = start("tampered");
     let mut net = Network::new(receiver.addr());
     let base = net.url();
     let (good, bad) = (good_asset(), bad_asset());
@@ -562,15 +545,7 @@ fn tampered_assets_are_not_cached_and_reported() {
 #[test]
 #[ignore = "needs a browser and WebDriver: runtime/run-wasm-tests.sh runs it"]
 fn bundle_meta_is_network_first_once_the_network_is_back() {
-    let browser = std::env::var("EDETAIL_BROWSER").unwrap_or_else(|_| "chrome".into());
-    let dir = site("meta");
-    let receiver = Receiver::start(Config {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        dir: Some(dir.join("www")),
-        out: dir.join("events.jsonl"),
-        token: None,
-    })
-    .unwrap();
+    let (browser, dir, receiver) = start("meta");
     let mut net = Network::new(receiver.addr());
     let (base, port) = (net.url(), net.port);
     let d = Driver::start(&browser);
