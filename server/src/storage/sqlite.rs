@@ -537,8 +537,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
                 folder.next_key = next_key;
                 folder.last = std::time::Instant::now();
             }
-        }
-        if commit.is_err() {
+        } else {
             let _ = conn.execute_batch("ROLLBACK");
             // Ids interned in the rolled-back transaction no longer exist.
             interned = Interned::default();
