@@ -238,6 +238,24 @@ pub fn click_component(wd: &WebDriver, id: &str) -> Result<()> {
     ))
 }
 
+/// Click component `id` of the current slide and wait for its popup. Like the Start
+/// call click in [`enter`]: in full CI runs on WebKit a click on a freshly turned slide
+/// has once in a while had no effect (not understood yet: see the closing notes), so
+/// after 5 s without a popup it clicks once more, loudly, before failing.
+pub fn open_popup(wd: &WebDriver, id: &str) -> Result<()> {
+    click_component(wd, id)?;
+    let shown = "document.querySelector('[data-testid=popup]')";
+    if wd
+        .wait_js("the popup", shown, Duration::from_secs(5))
+        .is_err()
+    {
+        eprintln!("WARNING: the click on {id} opened no popup after 5 s; clicking again");
+        click_component(wd, id)?;
+    }
+    wd.wait_js("the popup", shown, WAIT)?;
+    Ok(())
+}
+
 /// Open the overview and jump to `slide`.
 pub fn overview_jump(wd: &WebDriver, slide: &str) -> Result<()> {
     wd.click_css(&testid("overview"))?;

@@ -25,7 +25,7 @@ use anyhow::{Context, Result, ensure};
 use edetail_e2e::browser::Session;
 use edetail_e2e::harness::{check_sequences, emitted, ids, settle};
 use edetail_e2e::in_both_browsers;
-use edetail_e2e::player::{self, WAIT, click_component, testid, wait_current};
+use edetail_e2e::player::{self, WAIT, wait_current};
 use edetail_e2e::site::{Site, compile_sample};
 use edetail_e2e::webdriver::{PointerKind, WebDriver, keys};
 use serde_json::{Value, json};
@@ -94,8 +94,7 @@ fn interact(s: &Session, i: usize, answered: &mut bool) -> Result<()> {
         2 => {
             // The pharmacokinetics popup on the mechanism slide.
             go_to(wd, "moa")?;
-            click_component(wd, "pk")?;
-            wd.wait_find(&testid("popup"), WAIT)?;
+            player::open_popup(wd, "pk")?;
             settle(wd)?;
             wd.press(keys::ESCAPE)?;
             wd.wait_js(

@@ -195,8 +195,7 @@ fn mr_deck_interactions(s: &Session) -> Result<()> {
 
     // Popup.
     player::overview_jump(wd, "moa")?;
-    click_component(wd, "pk")?;
-    wd.wait_find(&testid("popup"), WAIT)?;
+    player::open_popup(wd, "pk")?;
     let body = wd.js(
         "return document.querySelector('[data-testid=popup] .dialog-body').innerText.trim().length",
         vec![],
@@ -500,8 +499,7 @@ fn delivery(s: &Session, reload: bool) -> Result<()> {
     let mut produced = ids(&site.events()?);
     produced.extend(stable_outbox(wd)?);
     player::overview_jump(wd, "moa")?;
-    click_component(wd, "pk")?;
-    wd.wait_find(&testid("popup"), WAIT)?;
+    player::open_popup(wd, "pk")?;
     press(wd, keys::ESCAPE)?;
     wait_gone(wd, &testid("popup"))?;
     player::overview_jump(wd, "quiz-moa")?;
