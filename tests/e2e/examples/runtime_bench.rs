@@ -214,7 +214,10 @@ fn report_breakdown(title: &str, runs: &[Value]) {
         ("loaded", "bundle verified + parsed (mark edetail:loaded)"),
         ("dom", "first slide in DOM (probe)"),
         ("raf", "next animation frame starts (probe)"),
-        ("painted", "first slide presented (largest-contentful-paint)"),
+        (
+            "painted",
+            "first slide presented (largest-contentful-paint)",
+        ),
         ("slide", "first slide rendered (mark edetail:first-slide)"),
         ("shell_bytes", "BYTES received: index.html+boot+JS+wasm+CSS"),
     ] {

@@ -78,6 +78,7 @@ pub fn enter(wd: &WebDriver, hcp: &str) -> Result<()> {
         Some("start") => {
             let input = wd.wait_find(&testid("hcp-id"), WAIT)?;
             wd.send_keys(&input, hcp)?;
+            log_input(wd)?;
             wd.click_css(&testid("start-call"))?;
             // Once in a full CI run (WebKit, loaded machine) a Start call click on a freshly
             // loaded page had no effect for 15 s; alone it never happened (not yet
@@ -91,7 +92,10 @@ pub fn enter(wd: &WebDriver, hcp: &str) -> Result<()> {
                     vec![],
                 )? == json!(true)
             {
-                eprintln!("WARNING: the Start call click had no effect after 5 s; clicking again");
+                warn(&format!(
+                    "the Start call click had no effect after 5 s ({}); clicking again",
+                    input_seen(wd)
+                ));
                 wd.click_css(&testid("start-call"))?;
             }
         }
@@ -104,6 +108,47 @@ pub fn enter(wd: &WebDriver, hcp: &str) -> Result<()> {
         WAIT,
     )?;
     Ok(())
+}
+
+/// From now on, record the pointer and click events the page receives (capturing
+/// listeners on window), so that a click with no effect tells whether its input reached
+/// the page at all (a lost input: the driver or the browser) or the page ignored it.
+fn log_input(wd: &WebDriver) -> Result<()> {
+    wd.js(
+        "window.__edInput = [];
+         if (!window.__edInputOn) {
+           window.__edInputOn = true;
+           for (const t of ['pointerdown', 'mousedown', 'pointerup', 'mouseup', 'click']) {
+             addEventListener(t, (e) => {
+               const el = e.target instanceof Element ? e.target : null;
+               const tagged = el && el.closest('[data-testid]');
+               window.__edInput.push(t + ' on ' + (tagged ? tagged.getAttribute('data-testid') : el ? el.tagName : '?')
+                 + ' at ' + Math.round(performance.now()));
+             }, true);
+           }
+         }",
+        vec![],
+    )?;
+    Ok(())
+}
+
+/// A warning that shows in the test log even when the test passes: written to the
+/// process's stderr directly, which the test harness does not capture (it captures
+/// `eprintln!`, and shows that only for failing tests).
+pub fn warn(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "WARNING: {msg}");
+}
+
+/// What `log_input` recorded, for a warning.
+fn input_seen(wd: &WebDriver) -> String {
+    match wd.js(
+        "return window.__edInput ? ('page got: ' + (window.__edInput.join(', ') || 'no pointer, mouse or click event') + '; now ' + Math.round(performance.now())) : 'no input log: the page was replaced'",
+        vec![],
+    ) {
+        Ok(v) => v.as_str().unwrap_or("?").to_string(),
+        Err(e) => format!("input log unreadable: {e}"),
+    }
 }
 
 /// A point on the current slide where a swipe may start (not on an interactive
@@ -243,13 +288,17 @@ pub fn click_component(wd: &WebDriver, id: &str) -> Result<()> {
 /// has once in a while had no effect (not understood yet: see the closing notes), so
 /// after 5 s without a popup it clicks once more, loudly, before failing.
 pub fn open_popup(wd: &WebDriver, id: &str) -> Result<()> {
+    log_input(wd)?;
     click_component(wd, id)?;
     let shown = "document.querySelector('[data-testid=popup]')";
     if wd
         .wait_js("the popup", shown, Duration::from_secs(5))
         .is_err()
     {
-        eprintln!("WARNING: the click on {id} opened no popup after 5 s; clicking again");
+        warn(&format!(
+            "the click on {id} opened no popup after 5 s ({}); clicking again",
+            input_seen(wd)
+        ));
         click_component(wd, id)?;
     }
     wd.wait_js("the popup", shown, WAIT)?;
