@@ -110,6 +110,35 @@ pub fn enter(wd: &WebDriver, hcp: &str) -> Result<()> {
     Ok(())
 }
 
+/// Wait until a service worker controls the page. On a timeout the error says where the
+/// registration stands (none, installing, waiting, active and its state), which a bare
+/// "never controlled" does not.
+pub fn wait_controlled(wd: &WebDriver, within: Duration) -> Result<()> {
+    let controlled = "navigator.serviceWorker && navigator.serviceWorker.controller";
+    match wd.wait_js("the service worker to control the page", controlled, within) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(anyhow!("{e:#}; {}", sw_state(wd))),
+    }
+}
+
+/// The page's service worker registration, in words.
+pub fn sw_state(wd: &WebDriver) -> String {
+    let v = wd.js_async(
+        "const done = arguments[arguments.length - 1];
+         if (!navigator.serviceWorker) { done('no serviceWorker API'); return; }
+         navigator.serviceWorker.getRegistration().then((r) => {
+           const w = (x) => x ? x.state : '-';
+           done(r ? `registration: installing ${w(r.installing)}, waiting ${w(r.waiting)}, active ${w(r.active)}; controller ${!!navigator.serviceWorker.controller}`
+                  : 'no registration for this page');
+         }, (e) => done('getRegistration failed: ' + e));",
+        vec![],
+    );
+    match v {
+        Ok(v) => v.as_str().unwrap_or("?").to_string(),
+        Err(e) => format!("registration state unreadable: {e:#}"),
+    }
+}
+
 /// From now on, record the pointer and click events the page receives (capturing
 /// listeners on window), so that a click with no effect tells whether its input reached
 /// the page at all (a lost input: the driver or the browser) or the page ignored it.

@@ -169,11 +169,7 @@ fn cut_and_reload_deliver_exactly_the_events_produced(s: &Session) -> Result<()>
     player::enter(wd, HCP)?;
     // The bundle was fetched before the service worker existed: one online reload
     // puts it in the worker's cache, so that reloads while cut work (NEEDS.md #4).
-    wd.wait_js(
-        "the service worker",
-        "navigator.serviceWorker && navigator.serviceWorker.controller",
-        Duration::from_secs(20),
-    )?;
+    player::wait_controlled(wd, Duration::from_secs(20))?;
     let mut produced: BTreeMap<String, Value> = BTreeMap::new();
     reload(wd, &mut produced)?;
 

@@ -484,11 +484,7 @@ fn delivery(s: &Session, reload: bool) -> Result<()> {
     // The service worker takes control (clients.claim) once installed, but the bundle
     // was fetched before it existed: one online reload puts bundle.json/.sha256 in its
     // cache (a first-ever open followed by an offline reload fails: NEEDS.md).
-    wd.wait_js(
-        "the service worker",
-        "navigator.serviceWorker && navigator.serviceWorker.controller",
-        Duration::from_secs(20),
-    )?;
+    player::wait_controlled(wd, Duration::from_secs(20))?;
     wd.refresh()?;
     player::wait_loaded(wd)?;
     player::enter(wd, "h-e2e-delivery")?;
@@ -741,11 +737,7 @@ fn tampered_video_is_not_played(s: &Session) -> Result<()> {
     wd.set_viewport(1024, 768)?;
     player::open(wd, &site.player_url("en", "mode=self"))?;
     player::enter(wd, "")?;
-    wd.wait_js(
-        "the service worker to control the page",
-        "navigator.serviceWorker && navigator.serviceWorker.controller",
-        Duration::from_secs(20),
-    )?;
+    player::wait_controlled(wd, Duration::from_secs(20))?;
     player::overview_jump(wd, "how-to-take")?;
     let v = ".slide.is-current video.ed-video";
     wd.wait_find(v, WAIT)?;

@@ -109,23 +109,17 @@ fn device_checks_signatures(s: &Session) -> Result<()> {
     player::open(wd, &site.player_url("signed", "mode=self"))?;
     // Until the worker controls the page, reload (WebKit sometimes needs a reload
     // after activation); then one more controlled load caches this deck's files.
-    let mut controlled = false;
+    let mut controlled = Err(anyhow::anyhow!("not tried"));
     // Generous bounds: WebKit on a loaded machine has needed more than 4 x 10 s.
     for _ in 0..6 {
-        controlled = wd
-            .wait_js(
-                "the service worker",
-                "navigator.serviceWorker && navigator.serviceWorker.controller",
-                std::time::Duration::from_secs(30),
-            )
-            .is_ok();
+        controlled = player::wait_controlled(wd, std::time::Duration::from_secs(30));
         wd.refresh()?;
         player::wait_loaded(wd)?;
-        if controlled {
+        if controlled.is_ok() {
             break;
         }
     }
-    ensure!(controlled, "the service worker never controlled the page");
+    controlled.context("the service worker never controlled the page")?;
     site.stop();
     wd.refresh()?;
     player::wait_loaded(wd)?;

@@ -317,11 +317,7 @@ fn whole_loop(s: &Session) -> Result<()> {
     );
     wd.set_viewport(1024, 768)?;
     player::open(wd, &url)?;
-    wd.wait_js(
-        "the service worker",
-        "navigator.serviceWorker && navigator.serviceWorker.controller",
-        Duration::from_secs(20),
-    )?;
+    player::wait_controlled(wd, Duration::from_secs(20))?;
     wd.refresh()?;
     player::wait_loaded(wd)?;
     player::enter(wd, "HCP-E2E-0001")?;
