@@ -297,9 +297,38 @@ async fn handle(Shared(state): Shared<Arc<State>>, req: Request) -> Response {
         headers: parts.headers,
         body,
     };
-    tokio::task::spawn_blocking(move || respond(&state, &req))
+    let line = format!("{} {}", req.method, req.uri);
+    request_log(&format!("<- {line}"));
+    let r = tokio::task::spawn_blocking(move || respond(&state, &req))
         .await
-        .unwrap_or_else(|_| reply(500, Body::empty()))
+        .unwrap_or_else(|_| reply(500, Body::empty()));
+    request_log(&format!("-> {line} {}", r.status().as_u16()));
+    r
+}
+
+/// With `EDETAIL_RECEIVER_LOG=<file>`, every request's arrival and answer are appended
+/// to that file with a timestamp (for a test that stalls: did the request arrive, was
+/// it answered?).
+fn request_log(what: &str) {
+    static LOG: std::sync::OnceLock<Option<std::sync::Mutex<File>>> = std::sync::OnceLock::new();
+    let log = LOG.get_or_init(|| {
+        let path = std::env::var_os("EDETAIL_RECEIVER_LOG")?;
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()?;
+        Some(std::sync::Mutex::new(f))
+    });
+    if let Some(m) = log
+        && let Ok(mut f) = m.lock()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let _ = writeln!(f, "{t} {} {what}", std::process::id());
+    }
 }
 
 fn respond(state: &State, req: &Req) -> Response {
