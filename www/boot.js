@@ -1,39 +1,49 @@
 // Starts the wasm player. A separate file (not inline) so the page works under a
-// Content-Security-Policy without 'unsafe-inline'. Loaded as an `async` module
-// script: it runs (and the wasm compiles, and the bundle downloads) as soon as it and
-// the JS glue are in, without waiting for style.css or the end of parsing, which a
-// deferred (plain module) script must; on a cold start that was ~30 ms of waiting.
-import init from "./edetail_runtime.js";
+// Content-Security-Policy without 'unsafe-inline'. Loaded as an `async` module script
+// with no static import: it runs as soon as it is in (without waiting for style.css,
+// the end of parsing or the JS glue) and starts the downloads the player needs first.
+//
+// They are plain fetch() calls, kept for the player in `globalThis.__edetailEarly`
+// (absolute URL -> Promise<Response>; the player takes each once, see the runtime's
+// dom::fetch_buffer_within). Not <link rel="preload" as="fetch">: WebKit (iPad
+// Safari) never hands a fetch preload to the page's fetch(), so every preloaded file
+// was downloaded twice there (the 230 KB wasm and the bundle on each first open).
+const early = new Map();
+globalThis.__edetailEarly = early;
+const start = (url) => {
+  const p = fetch(url);
+  p.catch(() => {}); // its taker reports the failure
+  return p;
+};
 
-// Fetch the bundle while the wasm downloads and compiles: the player's own requests
-// for the same URLs (`?bundle=` links, no Authorization header) are answered from
-// these preloads instead of starting only once the wasm runs. (Preloading
-// `bundle.sig` and `trusted-keys.json` too was tried twice: one load in ~150 then
-// waited forever for `trusted-keys.json` with the e2e test server, see BENCHMARKS.md;
-// reproduced with this async boot, 1 cold load in ~300.)
+// The wasm, for the glue's init (it compiles while it streams in).
+const wasm = start(new URL("edetail_runtime_bg.wasm", import.meta.url));
+
+// The bundle and its hash for `?bundle=` links: they download while the wasm
+// compiles. (Starting `bundle.sig` and `trusted-keys.json` early too was tried with
+// link preloads: one load in ~300 then waited forever for `trusted-keys.json`, with
+// the test server of the time; see BENCHMARKS.md.)
 try {
   const b = new URLSearchParams(location.search).get("bundle");
   if (b) {
     const base = b.endsWith("/") ? b : b + "/";
     for (const f of ["bundle.sha256", "bundle.json"]) {
-      const l = document.createElement("link");
-      l.rel = "preload";
-      l.as = "fetch";
-      l.crossOrigin = "anonymous";
-      l.href = base + f;
-      document.head.appendChild(l);
+      const url = new URL(base + f, location.href).href;
+      early.set(url, start(url));
     }
   }
 } catch (e) {
   // Only an optimisation.
 }
 
-init().catch((e) => {
-  const boot = document.getElementById("boot");
-  if (boot) {
-    boot.className = "refusal";
-    boot.setAttribute("role", "alert");
-    boot.innerHTML = "<h1>The player could not start</h1><p>This browser could not run the presentation player. Update the browser or the iPad and try again.</p>";
-  }
-  console.error(e);
-});
+import("./edetail_runtime.js")
+  .then((glue) => glue.default({ module_or_path: wasm }))
+  .catch((e) => {
+    const boot = document.getElementById("boot");
+    if (boot) {
+      boot.className = "refusal";
+      boot.setAttribute("role", "alert");
+      boot.innerHTML = "<h1>The player could not start</h1><p>This browser could not run the presentation player. Update the browser or the iPad and try again.</p>";
+    }
+    console.error(e);
+  });

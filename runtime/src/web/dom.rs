@@ -94,10 +94,15 @@ pub async fn fetch_buffer_within(
             .map_err(|e| js_msg(&e))?;
         init.set_headers(&h);
     }
-    let deadline = Deadline::arm(&init, answer_ms);
-    let resp = JsFuture::from(window().fetch_with_str_and_init(url, &init)).await;
-    let expired = deadline.as_ref().is_some_and(Deadline::expired);
-    drop(deadline);
+    let (resp, expired) = match token.is_none().then(|| take_early(url)).flatten() {
+        Some(early) => answer_within(early, answer_ms).await,
+        None => {
+            let deadline = Deadline::arm(&init, answer_ms);
+            let resp = JsFuture::from(window().fetch_with_str_and_init(url, &init)).await;
+            let expired = deadline.as_ref().is_some_and(Deadline::expired);
+            (resp, expired)
+        }
+    };
     let resp = resp.map_err(|e| {
         if expired {
             format!("{url}: no answer within {} s", answer_ms / 1000)
@@ -114,6 +119,55 @@ pub async fn fetch_buffer_within(
         .map_err(|e| js_msg(&e))?;
     buf.dyn_into()
         .map_err(|_| format!("{url}: not an ArrayBuffer"))
+}
+
+/// The request boot.js started for `url` before the wasm ran (`globalThis.__edetailEarly`,
+/// keyed by absolute URL), taken at most once: its response is the page's only copy.
+fn take_early(url: &str) -> Option<js_sys::Promise> {
+    let map: js_sys::Map = js_sys::Reflect::get(&js_sys::global(), &"__edetailEarly".into())
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    let href = window().location().href().ok()?;
+    let key = JsValue::from_str(&web_sys::Url::new_with_base(url, &href).ok()?.href());
+    let p = map.get(&key);
+    map.delete(&key);
+    p.dyn_into().ok()
+}
+
+/// What the timer of [`answer_within`] rejects with.
+const NO_ANSWER: &str = "edetail: no answer in time";
+
+/// Await a request started elsewhere (it cannot be aborted from here), giving up after
+/// `ms`; `true` when it was the time that ran out.
+async fn answer_within(
+    request: js_sys::Promise,
+    ms: u32,
+) -> (Result<JsValue, JsValue>, bool) {
+    let timer = std::rc::Rc::new(std::cell::Cell::new(None));
+    let set = timer.clone();
+    let timeout = js_sys::Promise::new(&mut |_, reject| {
+        let fire = Closure::once_into_js(move || {
+            let _ = reject.call1(&JsValue::NULL, &NO_ANSWER.into());
+        });
+        set.set(
+            window()
+                .set_timeout_with_callback_and_timeout_and_arguments_0(
+                    fire.unchecked_ref(),
+                    i32::try_from(ms).unwrap_or(i32::MAX),
+                )
+                .ok(),
+        );
+    });
+    let r = JsFuture::from(js_sys::Promise::race(&js_sys::Array::of2(
+        &request, &timeout,
+    )))
+    .await;
+    if let Some(t) = timer.get() {
+        window().clear_timeout_with_handle(t);
+    }
+    let expired = matches!(&r, Err(e) if e.as_string().as_deref() == Some(NO_ANSWER));
+    (r, expired)
 }
 
 /// Aborts a request whose answer has not come within its time (an `AbortController`

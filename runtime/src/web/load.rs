@@ -134,7 +134,7 @@ pub async fn load(opts: Options) -> Result<Loaded, Refusal> {
         None
     };
     // Everything runs at once: the four files are requested together (boot.js has
-    // preloaded the bundle and its hash for `?bundle=` links), the signature is checked by WebCrypto as
+    // started the bundle and its hash for `?bundle=` links), the signature is checked by WebCrypto as
     // soon as `bundle.sha256`, `bundle.sig` and the trusted keys are in (it signs the
     // hash, not the bytes), and the bundle is parsed while WebCrypto hashes it. Nothing
     // is presented before every check has passed, and the refusals are decided in the

@@ -317,6 +317,25 @@ fn whole_loop(s: &Session) -> Result<()> {
     );
     wd.set_viewport(1024, 768)?;
     player::open(wd, &url)?;
+    // A first open downloads the wasm and the bundle once each (a `<link rel=preload
+    // as=fetch>` made WebKit download both twice: it never hands such a preload to the
+    // page's fetch()). Resource timing lists each download with its transfer size.
+    let downloads = wd.js(
+        "return performance.getEntriesByType('resource')
+           .filter(e => /(edetail_runtime_bg\\.wasm|bundle\\.json|bundle\\.sha256)$/.test(e.name.split('?')[0]))
+           .map(e => e.name.split('?')[0].split('/').pop() + ' ' + e.transferSize)",
+        vec![],
+    )?;
+    for f in ["edetail_runtime_bg.wasm", "bundle.json", "bundle.sha256"] {
+        let n = downloads
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|d| d.split(' ').next() == Some(f))
+            .count();
+        ensure!(n == 1, "{f} downloaded {n} times on a first open: {downloads}");
+    }
     player::wait_controlled(wd, Duration::from_secs(20))?;
     wd.refresh()?;
     player::wait_loaded(wd)?;
