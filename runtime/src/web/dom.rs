@@ -140,10 +140,7 @@ const NO_ANSWER: &str = "edetail: no answer in time";
 
 /// Await a request started elsewhere (it cannot be aborted from here), giving up after
 /// `ms`; `true` when it was the time that ran out.
-async fn answer_within(
-    request: js_sys::Promise,
-    ms: u32,
-) -> (Result<JsValue, JsValue>, bool) {
+async fn answer_within(request: js_sys::Promise, ms: u32) -> (Result<JsValue, JsValue>, bool) {
     let timer = std::rc::Rc::new(std::cell::Cell::new(None));
     let set = timer.clone();
     let timeout = js_sys::Promise::new(&mut |_, reject| {

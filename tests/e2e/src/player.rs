@@ -94,7 +94,7 @@ pub fn enter(wd: &WebDriver, hcp: &str) -> Result<()> {
             {
                 warn(&format!(
                     "the Start call click had no effect after 5 s ({}); clicking again",
-                    input_seen(wd)
+                    input_seen(wd, &testid("start-call"))
                 ));
                 wd.click_css(&testid("start-call"))?;
             }
@@ -151,8 +151,11 @@ fn log_input(wd: &WebDriver) -> Result<()> {
              addEventListener(t, (e) => {
                const el = e.target instanceof Element ? e.target : null;
                const tagged = el && el.closest('[data-testid]');
-               window.__edInput.push(t + ' on ' + (tagged ? tagged.getAttribute('data-testid') : el ? el.tagName : '?')
-                 + ' at ' + Math.round(performance.now()));
+               const comp = el && el.closest('[data-component]');
+               const what = !el ? '?' : el.tagName.toLowerCase() + (el.className && typeof el.className === 'string' ? '.' + el.className.split(' ')[0] : '')
+                 + (comp ? ' of component ' + comp.getAttribute('data-component') : '')
+                 + (tagged ? ' in ' + tagged.getAttribute('data-testid') : '');
+               window.__edInput.push(t + ' on ' + what + ' at (' + Math.round(e.clientX) + ',' + Math.round(e.clientY) + ') t=' + Math.round(performance.now()));
              }, true);
            }
          }",
@@ -169,11 +172,14 @@ pub fn warn(msg: &str) {
     let _ = writeln!(std::io::stderr(), "WARNING: {msg}");
 }
 
-/// What `log_input` recorded, for a warning.
-fn input_seen(wd: &WebDriver) -> String {
+/// What `log_input` recorded, and where the element meant (`css`) is now.
+fn input_seen(wd: &WebDriver, css: &str) -> String {
     match wd.js(
-        "return window.__edInput ? ('page got: ' + (window.__edInput.join(', ') || 'no pointer, mouse or click event') + '; now ' + Math.round(performance.now())) : 'no input log: the page was replaced'",
-        vec![],
+        "const el = document.querySelector(arguments[0]);
+         const r = el && el.getBoundingClientRect();
+         const at = r ? `${arguments[0]} now at (${Math.round(r.left)},${Math.round(r.top)}) ${Math.round(r.width)}x${Math.round(r.height)}` : `no ${arguments[0]} now`;
+         return window.__edInput ? ('page got: ' + (window.__edInput.join(', ') || 'no pointer, mouse or click event') + '; now t=' + Math.round(performance.now()) + ', ' + at) : 'no input log: the page was replaced';",
+        vec![json!(css)],
     ) {
         Ok(v) => v.as_str().unwrap_or("?").to_string(),
         Err(e) => format!("input log unreadable: {e}"),
@@ -306,10 +312,12 @@ pub fn wait_outbox_empty(wd: &WebDriver, timeout: Duration) -> Result<()> {
 
 /// Click a component (`data-component`) of the current slide.
 pub fn click_component(wd: &WebDriver, id: &str) -> Result<()> {
-    wd.click_css(&format!(
-        ".slide.is-current [data-component={}]",
-        css_str(id)
-    ))
+    wd.click_css(&component_css(id))
+}
+
+/// The selector of component `id` on the current slide.
+fn component_css(id: &str) -> String {
+    format!(".slide.is-current [data-component={}]", css_str(id))
 }
 
 /// Click component `id` of the current slide and wait for its popup. Like the Start
@@ -326,7 +334,7 @@ pub fn open_popup(wd: &WebDriver, id: &str) -> Result<()> {
     {
         warn(&format!(
             "the click on {id} opened no popup after 5 s ({}); clicking again",
-            input_seen(wd)
+            input_seen(wd, &component_css(id))
         ));
         click_component(wd, id)?;
     }

@@ -334,7 +334,10 @@ fn whole_loop(s: &Session) -> Result<()> {
             .filter_map(Value::as_str)
             .filter(|d| d.split(' ').next() == Some(f))
             .count();
-        ensure!(n == 1, "{f} downloaded {n} times on a first open: {downloads}");
+        ensure!(
+            n == 1,
+            "{f} downloaded {n} times on a first open: {downloads}"
+        );
     }
     player::wait_controlled(wd, Duration::from_secs(20))?;
     wd.refresh()?;
