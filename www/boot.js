@@ -1,7 +1,9 @@
 // Starts the wasm player. A separate file (not inline) so the page works under a
 // Content-Security-Policy without 'unsafe-inline'. Loaded as an `async` module script
-// with no static import: it runs as soon as it is in (without waiting for style.css,
-// the end of parsing or the JS glue) and starts the downloads the player needs first.
+// with no static import, first in <head> so that it is requested first: it runs as
+// soon as it is in (without waiting for style.css, the end of parsing or the JS glue)
+// and starts the downloads the player needs first. (The player mounts once <body>
+// exists.)
 //
 // They are plain fetch() calls, kept for the player in `globalThis.__edetailEarly`
 // (absolute URL -> Promise<Response>; the player takes each once, see the runtime's
@@ -39,11 +41,16 @@ try {
 import("./edetail_runtime.js")
   .then((glue) => glue.default({ module_or_path: wasm }))
   .catch((e) => {
-    const boot = document.getElementById("boot");
-    if (boot) {
-      boot.className = "refusal";
-      boot.setAttribute("role", "alert");
-      boot.innerHTML = "<h1>The player could not start</h1><p>This browser could not run the presentation player. Update the browser or the iPad and try again.</p>";
-    }
+    const show = () => {
+      const boot = document.getElementById("boot");
+      if (boot) {
+        boot.className = "refusal";
+        boot.setAttribute("role", "alert");
+        boot.innerHTML = "<h1>The player could not start</h1><p>This browser could not run the presentation player. Update the browser or the iPad and try again.</p>";
+      }
+    };
+    // The script is in <head>: the boot screen may not be parsed yet.
+    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", show);
+    else show();
     console.error(e);
   });

@@ -28,12 +28,12 @@ pub fn mark(name: &str) {
 
 pub fn start() {
     mark("edetail:start");
-    // boot.js is an `async` module script: it runs as soon as it and the wasm are in,
-    // without waiting for the stylesheet or the end of parsing. Its `<script>` comes
-    // after `<body>` and `#boot`, so both exist by now; should a page put it in
-    // `<head>`, mount once the parser is done.
+    // boot.js is an `async` module script, first in `<head>`: it runs as soon as it
+    // and the wasm are in, without waiting for the stylesheet or the end of parsing.
+    // The parser is nearly always done by now (the page is ~1 KB); if not, mount once
+    // it is, so that `<body>` and `#boot` exist.
     let doc = dom::document();
-    if doc.body().is_none() {
+    if doc.ready_state() == "loading" || doc.body().is_none() {
         let once = Closure::once_into_js(mount);
         let _ = doc.add_event_listener_with_callback("DOMContentLoaded", once.unchecked_ref());
         return;
