@@ -91,14 +91,25 @@ struct Driver {
 }
 
 fn request(port: u16, method: &str, path: &str, body: Option<&Value>) -> Value {
+    try_request(port, method, path, body).expect("driver request")
+}
+
+/// One WebDriver request; an error when the connection fails (connect, write, read,
+/// or closed before the answer's head).
+fn try_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> std::io::Result<Value> {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("driver connect");
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(120)))?;
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(req.as_bytes())?;
     // Read the head, then exactly the body (drivers may keep the connection open).
     let mut raw = Vec::new();
     let mut buf = [0u8; 8192];
@@ -106,8 +117,13 @@ fn request(port: u16, method: &str, path: &str, body: Option<&Value>) -> Value {
         if let Some(p) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
             break p;
         }
-        let n = s.read(&mut buf).expect("driver read");
-        assert!(n > 0, "driver closed the connection early");
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "driver closed the connection early",
+            ));
+        }
         raw.extend_from_slice(&buf[..n]);
     };
     let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
@@ -126,7 +142,7 @@ fn request(port: u16, method: &str, path: &str, body: Option<&Value>) -> Value {
         if complete {
             break;
         }
-        let n = s.read(&mut buf).expect("driver read");
+        let n = s.read(&mut buf)?;
         if n == 0 {
             break;
         }
@@ -135,12 +151,12 @@ fn request(port: u16, method: &str, path: &str, body: Option<&Value>) -> Value {
     if chunked {
         payload = dechunk(&payload);
     }
-    serde_json::from_slice(&payload).unwrap_or_else(|e| {
+    Ok(serde_json::from_slice(&payload).unwrap_or_else(|e| {
         panic!(
             "driver answer not JSON ({e}): {}",
             String::from_utf8_lossy(&payload)
         )
-    })
+    }))
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
@@ -188,12 +204,26 @@ impl Driver {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        let v = request(
-            port,
-            "POST",
-            "/session",
-            Some(&json!({"capabilities": {"alwaysMatch": caps}})),
-        );
+        // A driver that accepts connections before it serves them has reset the first
+        // session request (a full CI run: "Connection reset by peer"): try again
+        // until it answers, within the start's 30 s.
+        let v = loop {
+            match try_request(
+                port,
+                "POST",
+                "/session",
+                Some(&json!({"capabilities": {"alwaysMatch": caps}})),
+            ) {
+                Ok(v) => break v,
+                Err(e) => {
+                    assert!(
+                        t0.elapsed() < Duration::from_secs(30),
+                        "{bin}: no session: {e}"
+                    );
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        };
         let session = v["value"]["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no session: {v}"))
