@@ -28,7 +28,8 @@
 //! wasm function names need a build with names, `cargo xtask runtime --names`),
 //! `--profile-cold` (one more cold start, profiled the same way), `--trace-walk FILE`
 //! (every main-thread task of 50 slide changes, the browser's rendering included, from
-//! a Chromium trace: see `traced_walk`).
+//! a Chromium trace: see `traced_walk`; `EDETAIL_TRACE_EXTRA=,<categories>` adds trace
+//! categories, e.g. `,disabled-by-default-devtools.timeline.invalidationTracking`).
 //! Also printed: where the cold start goes (resource timing of the wasm and the bundle,
 //! and the runtime's `edetail:*` performance marks) and the load average before and
 //! after, since the machine may be shared.

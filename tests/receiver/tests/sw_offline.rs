@@ -245,6 +245,17 @@ impl Driver {
         assert!(v["value"].is_null(), "navigate {url}: {v}");
     }
 
+    /// Open `url` and wait (5 s at most) until the service worker controls it.
+    fn goto_controlled(&self, url: &str) {
+        self.goto(url);
+        let v = self.run(
+            "await window.swReady;
+             for (let i = 0; i < 100 && !navigator.serviceWorker.controller; i++) await new Promise(r => setTimeout(r, 50));
+             done(!!navigator.serviceWorker.controller);",
+        );
+        assert_eq!(v, json!(true), "the service worker controls the page");
+    }
+
     /// Run an async script body; it must end by calling `done(value)`.
     fn run(&self, body: &str) -> Value {
         let script = format!(
@@ -372,13 +383,7 @@ fn shell_and_opened_bundle_work_with_the_server_gone() {
     let asset = good_asset();
     let d = Driver::start(&browser);
 
-    d.goto(&format!("{base}/?deck=demo"));
-    let v = d.run(
-        "await window.swReady;
-         for (let i = 0; i < 100 && !navigator.serviceWorker.controller; i++) await new Promise(r => setTimeout(r, 50));
-         done(!!navigator.serviceWorker.controller);",
-    );
-    assert_eq!(v, json!(true), "the service worker controls the page");
+    d.goto_controlled(&format!("{base}/?deck=demo"));
     // Open the bundle once (through the worker), including a range request.
     let v = d.run(&format!(
         "done([await load('/decks/demo/bundle.json'), await load('/decks/demo/bundle.sha256'), await load('{asset}')]);"
@@ -429,17 +434,10 @@ fn shell_updates_arrive_on_the_next_load() {
     let (browser, dir, receiver) = start("update");
     let base = receiver.url();
     let d = Driver::start(&browser);
-    d.goto(&format!("{base}/"));
-    let v = d.run(
-        "await window.swReady;
-         for (let i = 0; i < 100 && !navigator.serviceWorker.controller; i++) await new Promise(r => setTimeout(r, 50));
-         done([!!navigator.serviceWorker.controller, await caches.keys()]);",
-    );
-    assert_eq!(v[0], json!(true), "{v}");
+    d.goto_controlled(&format!("{base}/"));
+    let v = d.run("done(await caches.keys());");
     assert!(
-        v[1].as_array()
-            .unwrap()
-            .contains(&json!("edetail-shell-v1")),
+        v.as_array().unwrap().contains(&json!("edetail-shell-v1")),
         "{v}"
     );
 
@@ -530,11 +528,9 @@ fn tampered_assets_are_not_cached_and_reported() {
     let base = net.url();
     let (good, bad) = (good_asset(), bad_asset());
     let d = Driver::start(&browser);
-    d.goto(&format!("{base}/"));
+    d.goto_controlled(&format!("{base}/"));
     let v = d.run(&format!(
-        "await window.swReady;
-         for (let i = 0; i < 100 && !navigator.serviceWorker.controller; i++) await new Promise(r => setTimeout(r, 50));
-         const r = await fetch('{bad}');
+        "const r = await fetch('{bad}');
          const fetched = [r.status, r.headers.get('X-Edetail-Integrity'), await r.text()];
          const img = await new Promise((res) => {{
            const i = new Image(); i.onload = () => res('loaded'); i.onerror = () => res('error');
@@ -579,13 +575,7 @@ fn bundle_meta_is_network_first_once_the_network_is_back() {
     let mut net = Network::new(receiver.addr());
     let (base, port) = (net.url(), net.port);
     let d = Driver::start(&browser);
-    d.goto(&format!("{base}/?deck=demo"));
-    let v = d.run(
-        "await window.swReady;
-         for (let i = 0; i < 100 && !navigator.serviceWorker.controller; i++) await new Promise(r => setTimeout(r, 50));
-         done(!!navigator.serviceWorker.controller);",
-    );
-    assert_eq!(v, json!(true), "the service worker controls the page");
+    d.goto_controlled(&format!("{base}/?deck=demo"));
     let v = d.run("done(await load('/decks/demo/bundle.json'));");
     assert_eq!(v, json!("200:{\"deck\":\"demo\"}"));
     d.run("await new Promise(r => setTimeout(r, 300)); done(1);");
