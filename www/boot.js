@@ -10,6 +10,64 @@
 // dom::fetch_buffer_within). Not <link rel="preload" as="fetch">: WebKit (iPad
 // Safari) never hands a fetch preload to the page's fetch(), so every preloaded file
 // was downloaded twice there (the 230 KB wasm and the bundle on each first open).
+// The shell build, stamped by `cargo xtask runtime`; the player copies it into the
+// snapshots it keeps, so a copy made by another build is never shown.
+const SHELL = "__EDETAIL_SHELL__";
+globalThis.__edetailShell = SHELL;
+
+// A deck opened before shows at once: the player kept a copy of its first view (see
+// the runtime's `snapshot` module for what is in it and why it may be shown). Shown,
+// inert, only for the same page address, shell build and window size, and only inside
+// the bundle's approval window (UTC dates, inclusive, as the player checks them). The
+// player replaces it with its own view, or with its refusal, when it has checked the
+// bundle.
+let presented = null;
+try {
+  const all = JSON.parse(localStorage.getItem("edetail.snapshots") || "null");
+  const page = location.pathname + location.search;
+  const s = all && all.v === 1 && Array.isArray(all.entries) && all.entries.find((e) => e.page === page);
+  const today = new Date().toISOString().slice(0, 10);
+  if (s && s.shell === SHELL && s.w === innerWidth && s.h === innerHeight && s.from <= today && today <= s.until) {
+    const show = () => {
+      if (document.getElementById("app")) return; // the player is up already
+      const el = document.createElement("div");
+      el.id = "edetail-snapshot";
+      el.inert = true;
+      el.setAttribute("aria-hidden", "true");
+      el.innerHTML = s.html;
+      document.body.prepend(el);
+      const boot = document.getElementById("boot");
+      if (boot) boot.remove();
+      document.documentElement.lang = s.lang;
+      document.title = s.title;
+      performance.mark("edetail:snapshot");
+      // Still no player after a second (a slow catalog, say): say it is loading.
+      setTimeout(() => el.classList.add("is-waiting"), 1000);
+    };
+    // The player starts once the copy is on screen (a paint entry after it, or at
+    // most 150 ms): on a 2-core device its wasm start would otherwise compete with the
+    // raster of that first frame. The downloads below start at once either way.
+    presented = new Promise((resolve) => {
+      const at = performance.now();
+      setTimeout(resolve, 150);
+      try {
+        new PerformanceObserver((l, o) => {
+          if (l.getEntries().some((e) => e.startTime >= at)) {
+            o.disconnect();
+            resolve();
+          }
+        }).observe({ type: "paint", buffered: true });
+      } catch (e) {
+        resolve();
+      }
+    });
+    if (document.body) show();
+    else document.addEventListener("DOMContentLoaded", show);
+  }
+} catch (e) {
+  // Only an optimisation.
+}
+
 const early = new Map();
 globalThis.__edetailEarly = early;
 const start = (url) => {
@@ -38,16 +96,21 @@ try {
   // Only an optimisation.
 }
 
-import("./edetail_runtime.js")
-  .then((glue) => glue.default({ module_or_path: wasm }))
+Promise.all([import("./edetail_runtime.js"), presented])
+  .then(([glue]) => glue.default({ module_or_path: wasm }))
   .catch((e) => {
     const show = () => {
-      const boot = document.getElementById("boot");
-      if (boot) {
-        boot.className = "refusal";
-        boot.setAttribute("role", "alert");
-        boot.innerHTML = "<h1>The player could not start</h1><p>This browser could not run the presentation player. Update the browser or the iPad and try again.</p>";
+      const snap = document.getElementById("edetail-snapshot");
+      if (snap) snap.remove();
+      let boot = document.getElementById("boot");
+      if (!boot) {
+        boot = document.createElement("div");
+        boot.id = "boot";
+        document.body.append(boot);
       }
+      boot.className = "refusal";
+      boot.setAttribute("role", "alert");
+      boot.innerHTML = "<h1>The player could not start</h1><p>This browser could not run the presentation player. Update the browser or the iPad and try again.</p>";
     };
     // The script is in <head>: the boot screen may not be parsed yet.
     if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", show);

@@ -15,6 +15,7 @@ pub mod options;
 pub mod quiz;
 pub mod scale;
 pub mod sequence;
+pub mod snapshot;
 pub mod summary;
 pub mod swipe;
 #[cfg(test)]

@@ -171,6 +171,7 @@ pub fn run(args: &[String]) -> Result<()> {
     if !dist.join("sw.js").exists() {
         eprintln!("warning: www/sw.js is missing: the app will not work offline");
     }
+    stamp_shell(&dist)?;
     if opt {
         // Its own prefix: npm would prune binaryen from a shared one as extraneous.
         let esbuild = ensure_npm_tool(
@@ -359,6 +360,35 @@ fn write_precache(dist: &Path) -> Result<Vec<String>> {
         serde_json::to_vec_pretty(&json)?,
     )?;
     Ok(files)
+}
+
+/// The placeholder in `www/boot.js` replaced by the build's shell id.
+const SHELL_PLACEHOLDER: &str = "__EDETAIL_SHELL__";
+
+/// Stamp `boot.js` with this build's shell id: the sha256 (first 16 hex digits) of the
+/// files the player's markup and look come from (the wasm, its JS glue, index.html and
+/// style.css). The player keeps it in the first-view copies it saves, and boot.js shows
+/// only copies of its own build (see the runtime's `snapshot` module).
+fn stamp_shell(dist: &Path) -> Result<()> {
+    let mut all = Vec::new();
+    for f in [
+        format!("{CRATE}_bg.wasm"),
+        format!("{CRATE}.js"),
+        "index.html".into(),
+        "style.css".into(),
+    ] {
+        all.extend(f.as_bytes());
+        all.extend(std::fs::read(dist.join(&f)).with_context(|| format!("reading {f}"))?);
+    }
+    let id = &edetail_format::sha256_hex(&all)[..16];
+    let boot = dist.join("boot.js");
+    let text = std::fs::read_to_string(&boot).context("reading boot.js")?;
+    if !text.contains(SHELL_PLACEHOLDER) {
+        bail!("www/boot.js has no {SHELL_PLACEHOLDER} to stamp");
+    }
+    std::fs::write(&boot, text.replace(SHELL_PLACEHOLDER, id))?;
+    eprintln!("==> shell id {id} (boot.js)");
+    Ok(())
 }
 
 /// The build's own text outputs, which get a precompressed `.gz` sibling. Files that

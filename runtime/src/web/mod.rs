@@ -6,6 +6,7 @@ mod enhance;
 mod icons;
 mod load;
 mod player;
+mod snapshot;
 
 use std::rc::Rc;
 
@@ -65,6 +66,9 @@ pub struct App {
     opts: Options,
     preview_version: Option<String>,
     diagnostics: Option<String>,
+    /// boot.js shows the copy of this page's first view (see [`crate::snapshot`]):
+    /// no loading screen over it.
+    snapshot: bool,
     _poll: Option<Closure<dyn FnMut()>>,
 }
 
@@ -105,6 +109,7 @@ impl Component for App {
             opts,
             preview_version: None,
             diagnostics: None,
+            snapshot: snapshot::showing(),
             _poll: poll,
         }
     }
@@ -113,6 +118,7 @@ impl Component for App {
         match msg {
             Msg::Loaded(r) => {
                 mark("edetail:loaded");
+                self.snapshot = false;
                 match *r {
                     Ok(l) => {
                         let lang = lang_for(&self.opts, &l.bundle.deck.locale);
@@ -122,7 +128,15 @@ impl Component for App {
                         dom::document().set_title(&l.bundle.deck.title);
                         self.state = State::Ready(Rc::new(l));
                     }
-                    Err(r) => self.state = State::Refused(r),
+                    Err(r) => {
+                        // The refusal replaces the copy; a bundle that fails its checks
+                        // is not shown from its copy again (a network failure keeps it).
+                        snapshot::remove();
+                        if !matches!(r, Refusal::LoadFailed(_)) {
+                            snapshot::forget();
+                        }
+                        self.state = State::Refused(r);
+                    }
                 }
             }
             Msg::Retry => {
@@ -165,6 +179,7 @@ impl Component for App {
             }
         });
         let body = match &self.state {
+            State::Loading if self.snapshot => html! {},
             State::Loading => {
                 let lang = lang_for(&self.opts, "");
                 html! {

@@ -1400,6 +1400,9 @@ impl yew::Component for Player {
 
     fn rendered(&mut self, ctx: &Context<Self>, first: bool) {
         if first {
+            // The player's view is in the DOM now: it replaces boot.js's copy of it in
+            // this same task (no frame shows both, or neither).
+            super::snapshot::remove();
             let win = dom::window();
             let link = ctx.link().clone();
             let key = Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
@@ -1499,6 +1502,26 @@ impl yew::Component for Player {
         if !self.marked && self.current_slide_el().is_some() {
             self.marked = true;
             super::mark("edetail:first-slide");
+            // Self-serve links open on their first slide: keep a copy of this view for
+            // the next open of this page (crate::snapshot), once it is painted. Not MR
+            // calls (they open on the start-call form, which a copy cannot take input
+            // for) nor author previews (rebuilt all the time).
+            if self.mode == Mode::SelfServe && self.phase == Phase::Presenting {
+                let l = &ctx.props().loaded;
+                let first = self.nav.current().to_string();
+                let meta = super::snapshot::Meta {
+                    from: l.bundle.approval.valid_from.clone(),
+                    until: l.bundle.approval.valid_until.clone(),
+                    lang: self.lang.tag().to_string(),
+                    title: l.bundle.deck.title.clone(),
+                    bundle: l.hash.clone(),
+                };
+                dom::after_paint(move || {
+                    if let Ok(Some(root)) = dom::document().query_selector("#app > .player") {
+                        super::snapshot::save(&root, &first, meta);
+                    }
+                });
+            }
         }
         if self.focus_dialog {
             self.focus_dialog = false;

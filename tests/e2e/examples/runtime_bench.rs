@@ -8,7 +8,10 @@
 //!    largest-contentful-paint entry after that (the frame showing the slide, as
 //!    presented; the next `requestAnimationFrame` callback, reported too, runs before
 //!    that frame's style, layout and paint),
-//!    plus first-contentful-paint. Cold: a fresh browser profile per run (no HTTP cache,
+//!    plus first-contentful-paint. When boot.js shows the copy of the first view the
+//!    player kept on an earlier open (the runtime's `snapshot` module: from the SW cache
+//!    here, never cold), these are the copy's; "player's own first slide" is when the
+//!    player's view replaced it (`edetail:first-slide`). Cold: a fresh browser profile per run (no HTTP cache,
 //!    no service worker). From the service-worker cache: same browser, the server
 //!    stopped, page reloaded (everything comes from the SW caches).
 //! 2. Slide changes: a 200-change walk (ArrowRight) through a synthetic deck. Per
@@ -150,7 +153,7 @@ const BREAKDOWN: &str = "const r = (re) => performance.getEntriesByType('resourc
       .reduce((a, e) => a + e.encodedBodySize, 0) };";
 
 /// Load and wait for the probe's numbers: (slide in DOM, next frame, FCP) in ms.
-fn first_slide(s: &Session, url: &str, reload: bool) -> Result<(f64, f64, f64)> {
+fn first_slide(s: &Session, url: &str, reload: bool) -> Result<FirstSlide> {
     if reload {
         s.wd.refresh()?;
     } else {
@@ -175,7 +178,37 @@ fn first_slide(s: &Session, url: &str, reload: bool) -> Result<(f64, f64, f64)> 
         }
     };
     let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-    Ok((f("slide"), f("painted"), f("fcp")))
+    // The player's own first slide (`edetail:first-slide`): later than "painted" when
+    // boot.js showed the copy of the first view it kept (`edetail:snapshot`). Pages
+    // without the player's boot script (the floor page) have neither.
+    let ready = s.wd.wait_js(
+        "the player's first slide",
+        "(() => { if (window.__edetailShell === undefined) return { ready: null, snapshot: false };
+           const m = performance.getEntriesByName('edetail:first-slide')[0];
+           return m && { ready: m.startTime, snapshot: performance.getEntriesByName('edetail:snapshot').length > 0 }; })()",
+        Duration::from_secs(30),
+    )?;
+    Ok(FirstSlide {
+        dom: f("slide"),
+        painted: f("painted"),
+        fcp: f("fcp"),
+        ready: ready["ready"].as_f64().unwrap_or(f64::NAN),
+        snapshot: ready["snapshot"].as_bool() == Some(true),
+    })
+}
+
+/// One start, ms from navigation start.
+struct FirstSlide {
+    /// The current slide is in the DOM (the player's, or boot.js's copy).
+    dom: f64,
+    /// ... and presented (largest-contentful-paint render time).
+    painted: f64,
+    /// first-contentful-paint.
+    fcp: f64,
+    /// The player's own first slide is in the DOM (`edetail:first-slide`; NaN: floor).
+    ready: f64,
+    /// boot.js showed the copy of the first view (`edetail:snapshot`).
+    snapshot: bool,
 }
 
 fn report(name: &str, v: &mut [f64], budget: Option<f64>) {
@@ -481,15 +514,16 @@ fn main() -> Result<()> {
     );
 
     // 1a. Cold: a new profile each run.
-    let (mut cold_dom, mut cold_paint, mut cold_fcp, mut cold_parts) =
-        (vec![], vec![], vec![], vec![]);
+    let (mut cold_dom, mut cold_paint, mut cold_fcp, mut cold_ready, mut cold_parts) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for _ in 0..if do_cold { runs } else { 0 } {
         let s = chromium()?;
         s.wd.set_viewport(1024, 768)?;
-        let (d, p, f) = first_slide(&s, &url, false)?;
-        cold_dom.push(d);
-        cold_paint.push(p);
-        cold_fcp.push(f);
+        let r = first_slide(&s, &url, false)?;
+        cold_dom.push(r.dom);
+        cold_paint.push(r.painted);
+        cold_fcp.push(r.fcp);
+        cold_ready.push(r.ready);
         cold_parts.push(s.wd.js(BREAKDOWN, vec![])?);
     }
     if flag("--profile-cold") {
@@ -502,7 +536,7 @@ fn main() -> Result<()> {
             serde_json::json!({ "interval": 100 }),
         )?;
         cdp(&s.wd, "Profiler.start", serde_json::json!({}))?;
-        let (d, _, _) = first_slide(&s, &url, false)?;
+        let d = first_slide(&s, &url, false)?.dom;
         let p = cdp(&s.wd, "Profiler.stop", serde_json::json!({}))?;
         println!("profiled cold start: first slide in DOM at {d:.1} ms");
         print_profile("a cold start", &p["profile"], 30);
@@ -536,7 +570,7 @@ fn main() -> Result<()> {
             "--trace-startup-format=json".into(),
         ])?;
         s.wd.set_viewport(1024, 768)?;
-        let (d, _, _) = first_slide(&s, &url, false)?;
+        let d = first_slide(&s, &url, false)?.dom;
         if let Some(left) = Duration::from_secs(secs + 3).checked_sub(launched.elapsed()) {
             std::thread::sleep(left);
         }
@@ -563,7 +597,9 @@ fn main() -> Result<()> {
     };
     s.wd.set_viewport(1024, 768)?;
     first_slide(&s, &url, false)?;
-    let (mut sw_dom, mut sw_paint, mut sw_fcp, mut sw_parts) = (vec![], vec![], vec![], vec![]);
+    let (mut sw_dom, mut sw_paint, mut sw_fcp, mut sw_ready, mut sw_parts) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let mut sw_snapshots = 0;
     if do_sw {
         s.wd.wait_js(
             "the service worker",
@@ -573,7 +609,7 @@ fn main() -> Result<()> {
         first_slide(&s, &url, true)?;
         site.stop();
         for _ in 0..runs {
-            let (d, p, f) = first_slide(&s, &url, true)?;
+            let r = first_slide(&s, &url, true)?;
             if !s
                 .wd
                 .js(
@@ -585,9 +621,11 @@ fn main() -> Result<()> {
             {
                 bail!("offline reload did not present the deck");
             }
-            sw_dom.push(d);
-            sw_paint.push(p);
-            sw_fcp.push(f);
+            sw_dom.push(r.dom);
+            sw_paint.push(r.painted);
+            sw_fcp.push(r.fcp);
+            sw_ready.push(r.ready);
+            sw_snapshots += usize::from(r.snapshot);
             sw_parts.push(s.wd.js(BREAKDOWN, vec![])?);
         }
         site.start()?;
@@ -609,6 +647,11 @@ fn main() -> Result<()> {
             Some(200.0),
         );
         report("first-contentful-paint, cold", &mut cold_fcp, None);
+        report(
+            "player's own first slide in DOM, cold",
+            &mut cold_ready,
+            None,
+        );
     }
     if do_sw {
         report(
@@ -622,6 +665,15 @@ fn main() -> Result<()> {
             Some(100.0),
         );
         report("first-contentful-paint, SW cache", &mut sw_fcp, None);
+        report(
+            "player's own first slide in DOM, SW cache",
+            &mut sw_ready,
+            None,
+        );
+        println!(
+            "  (the copy of the first view was shown in {sw_snapshots} of {} SW-cache loads)",
+            sw_ready.len()
+        );
     }
     println!();
     report_breakdown("cold start", &cold_parts);
