@@ -102,6 +102,8 @@ pub enum Msg {
     IsiScroll(Event2),
     Media(web_sys::Event),
     Rerender,
+    /// The first slide is on screen: mount its neighbours.
+    Neighbours,
     AssetReady(String, String),
     AssetBad(String),
     /// The service worker found an asset (`detail` URL) whose bytes do not match its
@@ -168,6 +170,9 @@ pub struct Player {
     observed: Option<Element>,
     /// `performance.mark("edetail:first-slide")` done.
     marked: bool,
+    /// The neighbouring slides are mounted: from the frame after the first slide's (the
+    /// first frame lays out one slide, not three).
+    neighbours: bool,
     _listeners: Vec<Closure<dyn FnMut(web_sys::Event)>>,
 }
 
@@ -1001,6 +1006,7 @@ impl yew::Component for Player {
             resize_obs: None,
             observed: None,
             marked: false,
+            neighbours: false,
             _listeners: vec![],
         };
         match mode {
@@ -1359,6 +1365,7 @@ impl yew::Component for Player {
                 false
             }
             Msg::Rerender => true,
+            Msg::Neighbours => !std::mem::replace(&mut self.neighbours, true),
             Msg::AssetReady(path, url) => {
                 self.pending.remove(&path);
                 self.assets.insert(path, url);
@@ -1502,6 +1509,8 @@ impl yew::Component for Player {
         if !self.marked && self.current_slide_el().is_some() {
             self.marked = true;
             super::mark("edetail:first-slide");
+            let link = ctx.link().clone();
+            dom::after_paint(move || link.send_message(Msg::Neighbours));
             // Self-serve links open on their first slide: keep a copy of this view for
             // the next open of this page (crate::snapshot), once it is painted. Not MR
             // calls (they open on the start-call form, which a copy cannot take input
@@ -1636,6 +1645,11 @@ impl Player {
         let lang = self.lang;
         let cur = self.nav.current().to_string();
         let (prev, next) = self.nav.neighbours();
+        let (prev, next) = if self.neighbours {
+            (prev, next)
+        } else {
+            (None, None)
+        };
         let mut mounted: Vec<(String, &'static str)> = vec![];
         if let Some(p) = prev {
             mounted.push((p.to_string(), "is-prev"));
