@@ -10,6 +10,7 @@
 // dom::fetch_buffer_within). Not <link rel="preload" as="fetch">: WebKit (iPad
 // Safari) never hands a fetch preload to the page's fetch(), so every preloaded file
 // was downloaded twice there (the 230 KB wasm and the bundle on each first open).
+
 // The shell build, stamped by `cargo xtask runtime`; the player copies it into the
 // snapshots it keeps, so a copy made by another build is never shown.
 const SHELL = "__EDETAIL_SHELL__";
@@ -28,8 +29,10 @@ try {
   const s = all && all.v === 1 && Array.isArray(all.entries) && all.entries.find((e) => e.page === page);
   const today = new Date().toISOString().slice(0, 10);
   if (s && s.shell === SHELL && s.w === innerWidth && s.h === innerHeight && s.from <= today && today <= s.until) {
+    let shownAt = Infinity;
     const show = () => {
       if (document.getElementById("app")) return; // the player is up already
+      shownAt = performance.now();
       const el = document.createElement("div");
       el.id = "edetail-snapshot";
       el.inert = true;
@@ -48,11 +51,10 @@ try {
     // most 150 ms): on a 2-core device its wasm start would otherwise compete with the
     // raster of that first frame. The downloads below start at once either way.
     presented = new Promise((resolve) => {
-      const at = performance.now();
       setTimeout(resolve, 150);
       try {
         new PerformanceObserver((l, o) => {
-          if (l.getEntries().some((e) => e.startTime >= at)) {
+          if (l.getEntries().some((e) => e.startTime >= shownAt)) {
             o.disconnect();
             resolve();
           }
