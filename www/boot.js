@@ -47,18 +47,22 @@ try {
       // Still no player after a second (a slow catalog, say): say it is loading.
       setTimeout(() => el.classList.add("is-waiting"), 1000);
     };
-    // The player starts once the copy is on screen (a paint entry after it, or at
-    // most 150 ms): on a 2-core device its wasm start would otherwise compete with the
+    // The player starts once the copy is on screen (a paint or largest-contentful-paint
+    // entry after it: the latter when the boot screen was painted first; at most
+    // 150 ms): on a 2-core device its wasm start would otherwise compete with the
     // raster of that first frame. The downloads below start at once either way.
     presented = new Promise((resolve) => {
       setTimeout(resolve, 150);
       try {
-        new PerformanceObserver((l, o) => {
-          if (l.getEntries().some((e) => e.startTime >= shownAt)) {
+        const o = new PerformanceObserver((l) => {
+          if (l.getEntries().some((e) => (e.renderTime || e.startTime) >= shownAt)) {
             o.disconnect();
             resolve();
           }
-        }).observe({ type: "paint", buffered: true });
+        });
+        for (const type of ["paint", "largest-contentful-paint"]) {
+          if ((PerformanceObserver.supportedEntryTypes || []).includes(type)) o.observe({ type, buffered: true });
+        }
       } catch (e) {
         resolve();
       }
