@@ -7,6 +7,7 @@
 //! - the next open shows it (`performance.mark("edetail:snapshot")`), and the player
 //!   replaces it: no copy left, one current slide, the player's own;
 //! - no copy outside the approval window (either side), nor at another window size;
+//! - a player that cannot start (no wasm): boot.js's error screen replaces the copy;
 //! - a bundle that now fails its hash check: the copy is replaced by the refusal and
 //!   forgotten (the next open shows none).
 //!
@@ -153,6 +154,36 @@ fn a_deck_opened_before_shows_its_first_slide_at_once(s: &Session) -> Result<()>
     wd.set_viewport(1024, 768)?;
     open(wd, &url)?;
     wait_entry(wd)?;
+
+    // The player cannot start (its wasm is missing, in a copy of the shell under
+    // /broken/): boot.js's error screen replaces the copy.
+    let broken = site.www().join("broken");
+    std::fs::create_dir_all(&broken)?;
+    for f in ["index.html", "boot.js", "edetail_runtime.js", "style.css"] {
+        std::fs::copy(site.www().join(f), broken.join(f))?;
+    }
+    wd.js(
+        "const all = JSON.parse(localStorage.getItem('edetail.snapshots'));
+         const e = all.entries.find(e => e.page === location.pathname + location.search);
+         all.entries.push(Object.assign({}, e, { page: '/broken/' + location.search }));
+         localStorage.setItem('edetail.snapshots', JSON.stringify(all));",
+        vec![],
+    )?;
+    wd.goto(&url.replacen("/?", "/broken/?", 1))?;
+    wd.wait_js(
+        "the error screen of a player that could not start",
+        "document.querySelector('#boot.refusal') && document.getElementById('boot').textContent.includes('could not start')",
+        Duration::from_secs(20),
+    )?;
+    ensure!(shown(wd)?, "no copy was shown on the broken page");
+    let left = wd.js(
+        "return document.querySelectorAll('#edetail-snapshot').length",
+        vec![],
+    )?;
+    ensure!(
+        left == json!(0),
+        "the copy is still shown over the error screen"
+    );
 
     // The bundle now fails its hash check (served network-first): the copy shows, the
     // refusal replaces it, and the copy is forgotten.
