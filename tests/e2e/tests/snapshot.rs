@@ -42,14 +42,20 @@ fn shown(wd: &WebDriver) -> Result<bool> {
         == Some(true))
 }
 
-/// Open `url` and wait for the player (or a refusal); then no copy may be left.
-fn open(wd: &WebDriver, url: &str) -> Result<bool> {
-    player::open(wd, url)?;
+/// No copy is left in the page (the player's view or an error screen replaced it).
+fn no_copy_left(wd: &WebDriver) -> Result<()> {
     let left = wd.js(
         "return document.querySelectorAll('#edetail-snapshot').length",
         vec![],
     )?;
     ensure!(left == json!(0), "the copy is still in the page: {left}");
+    Ok(())
+}
+
+/// Open `url` and wait for the player (or a refusal); then no copy may be left.
+fn open(wd: &WebDriver, url: &str) -> Result<bool> {
+    player::open(wd, url)?;
+    no_copy_left(wd)?;
     shown(wd)
 }
 
@@ -176,14 +182,7 @@ fn a_deck_opened_before_shows_its_first_slide_at_once(s: &Session) -> Result<()>
         Duration::from_secs(20),
     )?;
     ensure!(shown(wd)?, "no copy was shown on the broken page");
-    let left = wd.js(
-        "return document.querySelectorAll('#edetail-snapshot').length",
-        vec![],
-    )?;
-    ensure!(
-        left == json!(0),
-        "the copy is still shown over the error screen"
-    );
+    no_copy_left(wd)?;
 
     // The bundle now fails its hash check (served network-first): the copy shows, the
     // refusal replaces it, and the copy is forgotten.
