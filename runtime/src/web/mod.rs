@@ -66,9 +66,6 @@ pub struct App {
     opts: Options,
     preview_version: Option<String>,
     diagnostics: Option<String>,
-    /// boot.js shows the copy of this page's first view (see [`crate::snapshot`]):
-    /// no loading screen over it.
-    snapshot: bool,
     _poll: Option<Closure<dyn FnMut()>>,
 }
 
@@ -109,7 +106,6 @@ impl Component for App {
             opts,
             preview_version: None,
             diagnostics: None,
-            snapshot: snapshot::showing(),
             _poll: poll,
         }
     }
@@ -118,7 +114,6 @@ impl Component for App {
         match msg {
             Msg::Loaded(r) => {
                 mark("edetail:loaded");
-                self.snapshot = false;
                 match *r {
                     Ok(l) => {
                         let lang = lang_for(&self.opts, &l.bundle.deck.locale);
@@ -179,7 +174,9 @@ impl Component for App {
             }
         });
         let body = match &self.state {
-            State::Loading if self.snapshot => html! {},
+            // boot.js shows the copy of this page's first view (crate::snapshot): no
+            // loading screen over it.
+            State::Loading if snapshot::showing() => html! {},
             State::Loading => {
                 let lang = lang_for(&self.opts, "");
                 html! {

@@ -1509,28 +1509,31 @@ impl yew::Component for Player {
         if !self.marked && self.current_slide_el().is_some() {
             self.marked = true;
             super::mark("edetail:first-slide");
-            let link = ctx.link().clone();
-            dom::after_paint(move || link.send_message(Msg::Neighbours));
-            // Self-serve links open on their first slide: keep a copy of this view for
-            // the next open of this page (crate::snapshot), once it is painted. Not MR
-            // calls (they open on the start-call form, which a copy cannot take input
-            // for) nor author previews (rebuilt all the time).
-            if self.mode == Mode::SelfServe && self.phase == Phase::Presenting {
-                let l = &ctx.props().loaded;
-                let first = self.nav.current().to_string();
-                let meta = super::snapshot::Meta {
-                    from: l.bundle.approval.valid_from.clone(),
-                    until: l.bundle.approval.valid_until.clone(),
-                    lang: self.lang.tag().to_string(),
-                    title: l.bundle.deck.title.clone(),
-                    bundle: l.hash.clone(),
-                };
-                dom::after_paint(move || {
-                    if let Ok(Some(root)) = dom::document().query_selector("#app > .player") {
-                        super::snapshot::save(&root, &first, meta);
-                    }
+            // Once the first slide is painted: mount its neighbours, and (self-serve links
+            // open on their first slide) keep a copy of this view for the next open of this
+            // page (crate::snapshot). Not MR calls (they open on the start-call form, which
+            // a copy cannot take input for) nor author previews (rebuilt all the time).
+            let copy =
+                (self.mode == Mode::SelfServe && self.phase == Phase::Presenting).then(|| {
+                    let l = &ctx.props().loaded;
+                    let meta = super::snapshot::Meta {
+                        from: l.bundle.approval.valid_from.clone(),
+                        until: l.bundle.approval.valid_until.clone(),
+                        lang: self.lang.tag().to_string(),
+                        title: l.bundle.deck.title.clone(),
+                        bundle: l.hash.clone(),
+                    };
+                    (self.nav.current().to_string(), meta)
                 });
-            }
+            let link = ctx.link().clone();
+            dom::after_paint(move || {
+                if let Some((first, meta)) = copy
+                    && let Ok(Some(root)) = dom::document().query_selector("#app > .player")
+                {
+                    super::snapshot::save(&root, &first, meta);
+                }
+                link.send_message(Msg::Neighbours);
+            });
         }
         if self.focus_dialog {
             self.focus_dialog = false;
@@ -1644,9 +1647,8 @@ impl Player {
         let b = &ctx.props().loaded.bundle;
         let lang = self.lang;
         let cur = self.nav.current().to_string();
-        let (prev, next) = self.nav.neighbours();
         let (prev, next) = if self.neighbours {
-            (prev, next)
+            self.nav.neighbours()
         } else {
             (None, None)
         };
