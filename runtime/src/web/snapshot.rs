@@ -95,7 +95,10 @@ pub fn save(root: &Element, first: &str, meta: Meta) {
         html: copy.outer_html(),
     };
     match snap::with_entry(dom::local_get(STORAGE_KEY).as_deref(), &entry) {
-        Some(list) => dom::local_set(STORAGE_KEY, &list),
+        Some(list) => {
+            dom::local_set(STORAGE_KEY, &list);
+            super::mark("edetail:snapshot-saved");
+        }
         None => forget(),
     }
 }

@@ -6,7 +6,8 @@
 //!   live region, ids, test ids or blob URLs, with the bundle's approval window;
 //! - the next open shows it (`performance.mark("edetail:snapshot")`), and the player
 //!   replaces it: no copy left, one current slide, the player's own;
-//! - no copy outside the approval window (either side), nor at another window size;
+//! - no copy outside the approval window (either side), for another shell build, from
+//!   unreadable stored data, nor at another window size;
 //! - a player that cannot start (no wasm): boot.js's error screen replaces the copy;
 //! - a bundle that now fails its hash check: the copy is replaced by the refusal and
 //!   forgotten (the next open shows none).
@@ -59,14 +60,15 @@ fn open(wd: &WebDriver, url: &str) -> Result<bool> {
     shown(wd)
 }
 
-/// Wait for this page's entry as the player writes it after its first paint: for this
-/// window size and shell, inside its approval window (an entry the test changed, or one
-/// of another size, is replaced by then).
+/// Wait for this page load's player to write this page's entry after its first paint
+/// (`edetail:snapshot-saved`): then it is for this window size and shell, inside its
+/// approval window (an entry the test changed, or one of another size, is replaced).
 fn wait_entry(wd: &WebDriver) -> Result<Value> {
     wd.wait_js(
         "the player to keep a copy of its first view",
         &format!(
-            "(() => {{ const e = (() => {{ {ENTRY} }})(); const today = new Date().toISOString().slice(0, 10);
+            "(() => {{ if (!performance.getEntriesByName('edetail:snapshot-saved').length) return null;
+               const e = (() => {{ {ENTRY} }})(); const today = new Date().toISOString().slice(0, 10);
                return e && e.w === innerWidth && e.h === innerHeight && e.shell === window.__edetailShell
                  && e.from <= today && today <= e.until && e; }})()"
         ),
@@ -152,6 +154,14 @@ fn a_deck_opened_before_shows_its_first_slide_at_once(s: &Session) -> Result<()>
     wait_entry(wd)?;
     set_field(wd, "shell", "another-build")?;
     ensure!(!open(wd, &url)?, "a copy of another shell build was shown");
+
+    // Unreadable stored data: no copy, the player starts, and it writes a readable list.
+    wait_entry(wd)?;
+    wd.js(
+        "localStorage.setItem('edetail.snapshots', '{not json')",
+        vec![],
+    )?;
+    ensure!(!open(wd, &url)?, "a copy was shown from unreadable data");
 
     // Another window size: not shown (the canvas scale is in the copy).
     wait_entry(wd)?;
