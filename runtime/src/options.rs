@@ -187,9 +187,55 @@ pub fn asset_url(base: &str, path: &str) -> Option<String> {
     Some(format!("{base}{path}"))
 }
 
+/// The bundle paths of the images and video posters a slide body (as in the bundle)
+/// loads: `src="assets/…"` and `poster="assets/…"`, not video sources (those stream
+/// through the service worker). In document order, each once. The player requests only
+/// those listed in the bundle's asset manifest.
+pub fn image_assets(html: &str) -> Vec<&str> {
+    let mut paths: Vec<&str> = vec![];
+    for (i, _) in html.match_indices("=\"assets/") {
+        let before = &html[..i];
+        // The attribute's name, after whitespace (not `data-src`); not a video's
+        // `<source src>`.
+        let named = ["src", "poster"].into_iter().any(|name| {
+            before
+                .strip_suffix(name)
+                .is_some_and(|b| b.ends_with(|c: char| c.is_ascii_whitespace()))
+        });
+        if !named || before.ends_with("<source src") {
+            continue;
+        }
+        let path = html[i + 2..].split('"').next().unwrap_or_default();
+        if !paths.contains(&path) {
+            paths.push(path);
+        }
+    }
+    paths
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_assets_of_a_slide_body() {
+        let html = r#"<p><img src="assets/aa.png" alt="a"></p>
+<video controls poster="assets/pp.jpg"><source src="assets/vv.mp4" type="video/mp4"></video>
+<img class="x" data-src="assets/no.png"><img src="https://cdn.example/x.png">
+<p>prose: src=&quot;assets/text.png&quot; (the compiler escapes quotes in text)</p>
+<img alt="again" src="assets/aa.png"><img
+ src="assets/bb.svg">"#;
+        assert_eq!(
+            image_assets(html),
+            ["assets/aa.png", "assets/pp.jpg", "assets/bb.svg"]
+        );
+        assert!(image_assets("").is_empty());
+        // Not HTML the compiler writes; the player only requests paths in the manifest.
+        assert_eq!(
+            image_assets("<img src=\"assets/unterminated"),
+            ["assets/unterminated"]
+        );
+    }
 
     #[test]
     fn parses_full_query() {

@@ -20,7 +20,7 @@ pub mod outbox;
 #[cfg(target_arch = "wasm32")]
 mod tracker;
 #[cfg(target_arch = "wasm32")]
-mod web;
+pub(crate) mod web;
 
 #[cfg(target_arch = "wasm32")]
 pub use tracker::{

@@ -26,10 +26,7 @@ pub fn today() -> String {
 /// task): work that the first paint does not need waits for it.
 pub fn after_paint(f: impl FnOnce() + 'static) {
     let task = Closure::once_into_js(move || {
-        let _ = window().set_timeout_with_callback_and_timeout_and_arguments_0(
-            Closure::once_into_js(f).unchecked_ref(),
-            0,
-        );
+        crate::tracking::web::set_timeout(0, f);
     });
     if window()
         .request_animation_frame(task.unchecked_ref())

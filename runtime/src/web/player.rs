@@ -32,6 +32,14 @@ const BAR_PX: f64 = 64.0;
 /// Width kept free on the right of the stage for the tray handle in MR and preview
 /// modes (the handle's width in style.css).
 const HANDLE_PX: f64 = 44.0;
+
+/// How long after the player starts the background work begins: the service worker's
+/// registration and install (it precaches the runtime and the bundle) and the delivery
+/// of events left by earlier sessions. On a first open with 2 cores that work
+/// otherwise runs while the first view is rastered: registering right after the first
+/// paint, the first slide was presented 25-60 ms later (runtime_bench, cold,
+/// BENCHMARKS.md "Session 8").
+const BACKGROUND_START_MS: u32 = 1_000;
 /// Events kept for the inspector.
 const INSPECTOR_MAX: usize = 100;
 /// Where a swipe may not start: interactive regions own their gestures.
@@ -771,25 +779,31 @@ impl Player {
                 Some(p) => ("poster", p),
                 None => ("src", el.get_attribute("data-asset").unwrap_or_default()),
             };
-            if let Some(url) = self.assets.get(&path) {
-                let _ = el.set_attribute(attr, url);
-                continue;
+            match self.assets.get(&path) {
+                Some(url) => {
+                    let _ = el.set_attribute(attr, url);
+                }
+                None => self.request_asset(ctx, path),
             }
-            if !self.pending.insert(path.clone()) {
-                continue;
-            }
-            let l = ctx.props().loaded.clone();
-            let link = ctx.link().clone();
-            wasm_bindgen_futures::spawn_local(async move {
-                let msg = match verified_blob(&l, &path).await {
-                    Ok(url) => Msg::AssetReady(path, url),
-                    Err(true) => Msg::AssetBad(path),
-                    // Network trouble: leave the image empty rather than refuse.
-                    Err(false) => return,
-                };
-                link.send_message(msg);
-            });
         }
+    }
+
+    /// Fetch and verify an image asset (once), then `Msg::AssetReady` fills it in.
+    fn request_asset(&mut self, ctx: &Context<Self>, path: String) {
+        if self.assets.contains_key(&path) || !self.pending.insert(path.clone()) {
+            return;
+        }
+        let l = ctx.props().loaded.clone();
+        let link = ctx.link().clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let msg = match verified_blob(&l, &path).await {
+                Ok(url) => Msg::AssetReady(path, url),
+                Err(true) => Msg::AssetBad(path),
+                // Network trouble: leave the image empty rather than refuse.
+                Err(false) => return,
+            };
+            link.send_message(msg);
+        });
     }
 
     /// Stage width kept free on the right for the tray handle (MR and preview).
@@ -1012,18 +1026,25 @@ impl yew::Component for Player {
         match mode {
             Mode::Preview => p.start_tracker(ctx, Channel::MrLed, None, true, None),
             Mode::SelfServe => {
+                // Without an answer, the consent dialog opens once the first slide is
+                // painted (Msg::Neighbours): the first frame shows the slide alone.
                 p.start_tracker(ctx, Channel::SelfServe, None, consent == Some(true), None);
-                if consent.is_none() {
-                    p.overlay = Some(Overlay::Consent);
-                    p.focus_dialog = true;
-                }
             }
             Mode::MrLed => {}
         }
         if let Some(s) = b.slide(p.nav.current()) {
             p.announce = i18n::slide_announcement(lang, 1, p.nav.total(), &s.title);
+            // The first slide's images (and the deck logo in its footer) are requested
+            // now, while it renders, not once it is in the DOM: they arrive with it
+            // rather than a round trip later.
+            let logo = b.theme.logo.as_deref().into_iter();
+            for path in logo.chain(crate::options::image_assets(&s.html)) {
+                if b.asset(path).is_some() {
+                    p.request_asset(ctx, path.to_string());
+                }
+            }
         }
-        // Not needed for the first slide: after its first paint.
+        // Not needed for the first view: a second after it (BACKGROUND_START_MS).
         let (endpoint, token) = (l.opts.endpoint.clone(), l.token.clone());
         let base = l.base.clone();
         let auth = l.opts.share.clone();
@@ -1031,7 +1052,7 @@ impl yew::Component for Player {
         let controlled = js_sys::Reflect::get(&dom::window().navigator(), &"serviceWorker".into())
             .and_then(|c| js_sys::Reflect::get(&c, &"controller".into()))
             .is_ok_and(|c| c.is_object());
-        dom::after_paint(move || {
+        crate::tracking::web::set_timeout(BACKGROUND_START_MS, move || {
             // Deliver events left in the outbox by earlier sessions (e.g. a call closed
             // offline) even while no session runs (start-call screen, declined consent).
             crate::tracking::drain_outbox(&endpoint, token.as_deref());
@@ -1052,11 +1073,7 @@ impl yew::Component for Player {
                     return;
                 }
                 // Give `clients.claim()` a moment to make the worker control this page.
-                let pause = js_sys::Promise::new(&mut |resolve, _| {
-                    let _ = dom::window()
-                        .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 500);
-                });
-                let _ = wasm_bindgen_futures::JsFuture::from(pause).await;
+                crate::tracking::web::sleep(500).await;
                 for f in ["bundle.sha256", "bundle.json"] {
                     // Through the worker, which caches it; not copied into the wasm.
                     let _ = dom::fetch_buffer(&format!("{base}{f}"), auth.as_deref()).await;
@@ -1365,7 +1382,18 @@ impl yew::Component for Player {
                 false
             }
             Msg::Rerender => true,
-            Msg::Neighbours => !std::mem::replace(&mut self.neighbours, true),
+            Msg::Neighbours => {
+                // A frame after the first slide: its neighbours, and the consent question
+                // of a first self-serve open (the first frame shows the slide alone).
+                if self.mode == Mode::SelfServe && self.consent.is_none() && self.overlay.is_none()
+                {
+                    self.overlay = Some(Overlay::Consent);
+                    self.focus_dialog = true;
+                }
+                self.neighbours = true;
+                super::mark("edetail:settled");
+                true
+            }
             Msg::AssetReady(path, url) => {
                 self.pending.remove(&path);
                 self.assets.insert(path, url);

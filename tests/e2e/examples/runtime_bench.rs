@@ -72,7 +72,12 @@ const PROBE: &str = r#"<script>
     new PerformanceObserver((l) => {
       for (const e of l.getEntries()) {
         const t = e.renderTime || e.startTime;
-        if (window.__bench.painted === null && window.__bench.slide !== null && t >= window.__bench.slide) window.__bench.painted = t;
+        if (window.__bench.painted === null && window.__bench.slide !== null && t >= window.__bench.slide) {
+          window.__bench.painted = t;
+          // Which element that was (a slide's text, its image, a dialog...).
+          const el = e.element;
+          window.__bench.paintedEl = el ? el.tagName.toLowerCase() + (el.classList[0] ? '.' + el.classList[0] : '') + (el.closest('.slide') ? ' in slide' : el.closest('[role=dialog]') ? ' in dialog' : '') + ' (' + e.size + ' px²)' : '(removed) ' + e.size + ' px²';
+        }
       }
     }).observe({ type: 'largest-contentful-paint', buffered: true });
   } catch (e) {}
@@ -145,6 +150,7 @@ const BREAKDOWN: &str = "const r = (re) => performance.getEntriesByType('resourc
     start: m('edetail:start'), sha_start: h ? h.startTime : null, bundle_start: b ? b.startTime : null,
     bundle_end: b ? b.responseEnd : null, loaded: m('edetail:loaded'), slide: m('edetail:first-slide'),
     dom: window.__bench ? window.__bench.slide : null, raf: window.__bench ? window.__bench.raf : null, painted: window.__bench ? window.__bench.painted : null,
+    painted_el: window.__bench ? window.__bench.paintedEl : null,
     res: Object.fromEntries(performance.getEntriesByType('resource').concat(nav ? [nav] : []).map(e => [e.name.split('?')[0].split('/').pop() || 'index.html',
       { start: e.startTime, worker: e.workerStart || null, src: e.workerFinalSourceType || e.workerMatchedSourceType || null, conn: e.connectEnd, req: e.requestStart, resp: e.responseStart, end: e.responseEnd }])),
     marks: Object.fromEntries(performance.getEntriesByType('mark').filter(e => e.name.startsWith('edetail:')).reverse().map(e => [e.name, e.startTime])),
@@ -261,6 +267,22 @@ fn report_breakdown(title: &str, runs: &[Value]) {
         } else {
             println!("  {what:<48} {:8.1}", median(&mut v));
         }
+    }
+    // What was painted: the element of that largest-contentful-paint entry, per run.
+    let mut els: Vec<&str> = runs
+        .iter()
+        .filter_map(|r| r["painted_el"].as_str())
+        .collect();
+    els.sort_unstable();
+    let mut counted: Vec<(usize, &str)> = vec![];
+    for e in els {
+        match counted.last_mut() {
+            Some((n, last)) if *last == e => *n += 1,
+            _ => counted.push((1, e)),
+        }
+    }
+    for (n, e) in counted {
+        println!("  painted element: {e} in {n} of {} runs", runs.len());
     }
     // Per resource: when it was requested, when the service worker's fetch event ran
     // (0: none), the first byte and the last.

@@ -67,11 +67,12 @@ pub fn wait_current(wd: &WebDriver, id: &str) -> Result<()> {
 }
 
 /// The mode-specific entry: MR-led start-call screen (fills a pseudonymous HCP id) or
-/// self-serve consent (accepts). Returns when a slide is on screen.
+/// self-serve consent (accepts; the player asks a frame after the first slide, when it
+/// marks `edetail:settled`). Returns when a slide is on screen.
 pub fn enter(wd: &WebDriver, hcp: &str) -> Result<()> {
     let v = wd.wait_js(
         "start-call, consent or a slide",
-        "document.querySelector('[data-testid=start-call]') ? 'start' : document.querySelector('[data-testid=consent-accept]') ? 'consent' : document.querySelector('.slide.is-current') ? 'slide' : null",
+        "document.querySelector('[data-testid=start-call]') ? 'start' : document.querySelector('[data-testid=consent-accept]') ? 'consent' : document.querySelector('.slide.is-current') && performance.getEntriesByName('edetail:settled').length ? 'slide' : null",
         WAIT,
     )?;
     match v.as_str() {
