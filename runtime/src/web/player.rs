@@ -359,6 +359,21 @@ impl Player {
         if let Some(f) = self.return_focus.take() {
             let _ = f.focus();
         }
+        self.ask_consent_if_due();
+    }
+
+    /// A self-serve visitor who has not answered is asked, once the first view is up
+    /// (`Msg::Neighbours`) and no other dialog is open (one opened in that first frame
+    /// is closed first).
+    fn ask_consent_if_due(&mut self) {
+        if self.mode == Mode::SelfServe
+            && self.consent.is_none()
+            && self.neighbours
+            && self.overlay.is_none()
+        {
+            self.overlay = Some(Overlay::Consent);
+            self.focus_dialog = true;
+        }
     }
 
     /// Take the open overlay down, emitting its closing events.
@@ -1101,6 +1116,7 @@ impl yew::Component for Player {
                 let out = self.nav.jump(&id);
                 self.overlay = None;
                 self.after(ctx, out, NavVia::Overview);
+                self.ask_consent_if_due();
                 true
             }
             Msg::SlideClick(e) => self.slide_click(ctx, e),
@@ -1385,12 +1401,8 @@ impl yew::Component for Player {
             Msg::Neighbours => {
                 // A frame after the first slide: its neighbours, and the consent question
                 // of a first self-serve open (the first frame shows the slide alone).
-                if self.mode == Mode::SelfServe && self.consent.is_none() && self.overlay.is_none()
-                {
-                    self.overlay = Some(Overlay::Consent);
-                    self.focus_dialog = true;
-                }
                 self.neighbours = true;
+                self.ask_consent_if_due();
                 super::mark("edetail:settled");
                 true
             }
