@@ -1578,7 +1578,10 @@ impl yew::Component for Player {
         if self.focus_dialog {
             self.focus_dialog = false;
             if let Some(d) = self.dialog_ref.cast::<Element>() {
-                match dom::focusables(&d).into_iter().next() {
+                // The consent question focuses the dialog itself (its title is read out),
+                // not one of the two answers: neither is preselected or ringed.
+                let first = dom::focusables(&d).into_iter().next();
+                match first.filter(|_| !matches!(self.overlay, Some(Overlay::Consent))) {
                     Some(f) => {
                         let _ = f.focus();
                     }
