@@ -187,26 +187,41 @@ pub fn asset_url(base: &str, path: &str) -> Option<String> {
     Some(format!("{base}{path}"))
 }
 
-/// The bundle paths of the images and video posters a slide body (as in the bundle)
-/// loads: `src="assets/…"` and `poster="assets/…"`, not video sources (those stream
-/// through the service worker). In document order, each once. The player requests only
-/// those listed in the bundle's asset manifest.
-pub fn image_assets(html: &str) -> Vec<&str> {
+/// Point bundle-relative asset references at the bundle base. No asset URL is loaded
+/// directly:
+/// - images, captions and posters move to `data-asset` / `data-poster`; the player sets
+///   `src` / `poster` to a blob URL only after the bytes matched the manifest's sha256
+///   (see `Player::fill_assets`);
+/// - a video's `<source>` moves to `data-video` (the full URL); the player sets `src`
+///   only once the service worker controls the page (it downloads the whole file, checks
+///   its sha256 and answers the player's range requests from that verified copy), or in
+///   preview mode (the author's own files, no worker).
+pub fn rewrite_assets(html: &str, base: &str) -> String {
+    let mut s = html.replace(
+        "<source src=\"assets/",
+        &format!("<source data-video=\"{base}assets/"),
+    );
+    s = s.replace("poster=\"assets/", "data-poster=\"assets/");
+    s = s.replace("href=\"assets/", &format!("href=\"{base}assets/"));
+    s.replace("src=\"assets/", "data-asset=\"assets/")
+}
+
+/// The bundle paths of the images and video posters a slide body, as
+/// [`rewrite_assets`] returned it, loads: its `data-asset` and `data-poster` values
+/// (what `Player::fill_assets` fills in). In document order, each once. The player
+/// requests only those listed in the bundle's asset manifest.
+pub fn image_assets(rewritten: &str) -> Vec<&str> {
     let mut paths: Vec<&str> = vec![];
-    for (i, _) in html.match_indices("=\"assets/") {
-        let before = &html[..i];
-        // The attribute's name, after whitespace (not `data-src`); not a video's
-        // `<source src>`.
-        let named = ["src", "poster"].into_iter().any(|name| {
+    for (i, _) in rewritten.match_indices("=\"assets/") {
+        let before = &rewritten[..i];
+        // The attribute itself, after whitespace: not the end of a longer name.
+        let named = ["data-asset", "data-poster"].into_iter().any(|name| {
             before
                 .strip_suffix(name)
                 .is_some_and(|b| b.ends_with(|c: char| c.is_ascii_whitespace()))
         });
-        if !named || before.ends_with("<source src") {
-            continue;
-        }
-        let path = html[i + 2..].split('"').next().unwrap_or_default();
-        if !paths.contains(&path) {
+        let path = rewritten[i + 2..].split('"').next().unwrap_or_default();
+        if named && !paths.contains(&path) {
             paths.push(path);
         }
     }
@@ -225,14 +240,15 @@ mod tests {
 <p>prose: src=&quot;assets/text.png&quot; (the compiler escapes quotes in text)</p>
 <img alt="again" src="assets/aa.png"><img
  src="assets/bb.svg">"#;
+        let base = "https://cdn.example/b/";
         assert_eq!(
-            image_assets(html),
+            image_assets(&rewrite_assets(html, base)),
             ["assets/aa.png", "assets/pp.jpg", "assets/bb.svg"]
         );
         assert!(image_assets("").is_empty());
         // Not HTML the compiler writes; the player only requests paths in the manifest.
         assert_eq!(
-            image_assets("<img src=\"assets/unterminated"),
+            image_assets(&rewrite_assets("<img src=\"assets/unterminated", base)),
             ["assets/unterminated"]
         );
     }

@@ -15,8 +15,9 @@
 //!   (`from`, `until`): an expired or not-yet-valid deck is never shown, not even from
 //!   its snapshot.
 //!
-//! The player removes the copy in the same task in which it presents its own first
-//! slide, or shows its refusal instead (and then forgets the entry): a bundle that no
+//! The player removes the copy once its own first slide is in the DOM (in that task, or
+//! a frame later when Yew's scheduler yielded; its view lies on top meanwhile), or
+//! shows its refusal instead (and then forgets the entry): a bundle that no
 //! longer passes its checks shows the refusal, after at most the copy of the view that
 //! passed them last time. A copy is only a picture: it takes no input and sends no
 //! events; after a second without the player, boot.js marks it as still loading.

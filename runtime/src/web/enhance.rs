@@ -20,25 +20,6 @@ pub struct AnswerState {
     pub correct: Option<bool>,
 }
 
-/// Point bundle-relative asset references at the bundle base. No asset URL is loaded
-/// directly:
-/// - images, captions and posters move to `data-asset` / `data-poster`; the player sets
-///   `src` / `poster` to a blob URL only after the bytes matched the manifest's sha256
-///   (see `Player::fill_assets`);
-/// - a video's `<source>` moves to `data-video` (the full URL); the player sets `src`
-///   only once the service worker controls the page (it downloads the whole file, checks
-///   its sha256 and answers the player's range requests from that verified copy), or in
-///   preview mode (the author's own files, no worker).
-pub fn rewrite_assets(html: &str, base: &str) -> String {
-    let mut s = html.replace(
-        "<source src=\"assets/",
-        &format!("<source data-video=\"{base}assets/"),
-    );
-    s = s.replace("poster=\"assets/", "data-poster=\"assets/");
-    s = s.replace("href=\"assets/", &format!("href=\"{base}assets/"));
-    s.replace("src=\"assets/", "data-asset=\"assets/")
-}
-
 fn each(root: &Element, sel: &str, mut f: impl FnMut(Element)) {
     if let Ok(list) = root.query_selector_all(sel) {
         for i in 0..list.length() {

@@ -110,7 +110,7 @@ pub enum Msg {
     IsiScroll(Event2),
     Media(web_sys::Event),
     Rerender,
-    /// The first slide is on screen: mount its neighbours.
+    /// The first slide is on screen: mount its neighbours, ask for consent if due.
     Neighbours,
     AssetReady(String, String),
     AssetBad(String),
@@ -1051,9 +1051,10 @@ impl yew::Component for Player {
             p.announce = i18n::slide_announcement(lang, 1, p.nav.total(), &s.title);
             // The first slide's images (and the deck logo in its footer) are requested
             // now, while it renders, not once it is in the DOM: they arrive with it
-            // rather than a round trip later.
+            // rather than a round trip later. (Its rewritten body is cached for the view.)
+            let body = p.slide_html(&l.base, s);
             let logo = b.theme.logo.as_deref().into_iter();
-            for path in logo.chain(crate::options::image_assets(&s.html)) {
+            for path in logo.chain(crate::options::image_assets(&body)) {
                 if b.asset(path).is_some() {
                     p.request_asset(ctx, path.to_string());
                 }
@@ -1447,8 +1448,10 @@ impl yew::Component for Player {
 
     fn rendered(&mut self, ctx: &Context<Self>, first: bool) {
         if first {
-            // The player's view is in the DOM now: it replaces boot.js's copy of it in
-            // this same task (no frame shows both, or neither).
+            // The player's view is in the DOM now: it replaces boot.js's copy of it. No
+            // frame shows neither; when Yew's scheduler yielded after a long first render,
+            // one frame may hold both, the player's view on top (it comes later in
+            // <body>) and looking the same.
             super::snapshot::remove();
             let win = dom::window();
             let link = ctx.link().clone();
@@ -1681,7 +1684,7 @@ impl Player {
         self.html
             .borrow_mut()
             .entry(s.id.clone())
-            .or_insert_with(|| AttrValue::from(enhance::rewrite_assets(&s.html, base)))
+            .or_insert_with(|| AttrValue::from(crate::options::rewrite_assets(&s.html, base)))
             .clone()
     }
 
@@ -2003,7 +2006,7 @@ impl Player {
                 else {
                     return html! {};
                 };
-                let body = html! { <div class="dialog-body prose" onclick={link.callback(Msg::SlideClick)}>{ Html::from_html_unchecked(AttrValue::from(enhance::rewrite_assets(html, &l.base))) }</div> };
+                let body = html! { <div class="dialog-body prose" onclick={link.callback(Msg::SlideClick)}>{ Html::from_html_unchecked(AttrValue::from(crate::options::rewrite_assets(html, &l.base))) }</div> };
                 self.dialog(ctx, "popup", title.clone(), "popup", body, true)
             }
             Overlay::References { highlight } => {

@@ -269,19 +269,11 @@ fn report_breakdown(title: &str, runs: &[Value]) {
         }
     }
     // What was painted: the element of that largest-contentful-paint entry, per run.
-    let mut els: Vec<&str> = runs
-        .iter()
-        .filter_map(|r| r["painted_el"].as_str())
-        .collect();
-    els.sort_unstable();
-    let mut counted: Vec<(usize, &str)> = vec![];
-    for e in els {
-        match counted.last_mut() {
-            Some((n, last)) if *last == e => *n += 1,
-            _ => counted.push((1, e)),
-        }
+    let mut counted = std::collections::BTreeMap::<&str, usize>::new();
+    for e in runs.iter().filter_map(|r| r["painted_el"].as_str()) {
+        *counted.entry(e).or_default() += 1;
     }
-    for (n, e) in counted {
+    for (e, n) in counted {
         println!("  painted element: {e} in {n} of {} runs", runs.len());
     }
     // Per resource: when it was requested, when the service worker's fetch event ran
